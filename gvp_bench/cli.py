@@ -1,0 +1,74 @@
+"""The ``gvp-bench`` command line."""
+
+import argparse
+import sys
+import warnings
+
+from .conformance import CASES, case_by_name, cells, pivot, support_matrix
+from .conformance.matrix import DTYPES, available_devices
+from .registry import get_strategy
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _conformance(args):
+    from tqdm import tqdm
+
+    for name in args.strategies or []:
+        get_strategy(name)  # an unknown name fails here with the list of valid ones
+    cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
+    devices = args.devices or available_devices()
+    selected = list(cells(args.strategies, cases, args.dtypes, devices))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tqdm(total=len(selected), desc="conformance", unit="cell", file=sys.stderr,
+                  disable=args.quiet) as progress:
+            frame = support_matrix(selected, progress)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    table = pivot(frame)
+    print(table.to_markdown() if args.format == "markdown" else table.to_string())
+    counts = frame.status.value_counts()
+    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pass", "fail", "unsupported"))
+          + f" of {len(frame)} cells on {', '.join(devices)}")
+    for status in ("unsupported", "fail"):
+        rows = frame[frame.status == status].assign(reason=lambda f: f.detail.str.split("\n").str[0])
+        if len(rows):
+            print(f"\n{status}:")
+            for (strategy, case, reason), group in rows.groupby(["strategy", "case", "reason"], sort=False):
+                where = ", ".join(sorted(set(group.function))) + " in " + ", ".join(sorted(set(group.dtype)))
+                print(f"  {strategy} / {case} ({where}): {reason}")
+    return 1 if counts.get("fail", 0) else 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="gvp-bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    conformance = commands.add_parser(
+        "conformance", help="check every strategy against the oracle and print the support matrix")
+    conformance.add_argument("--strategies", type=_names, help="comma-separated names (default: all registered)")
+    conformance.add_argument("--cases", type=_names, help="comma-separated case names (default: all)")
+    conformance.add_argument("--dtypes", type=_names, default=list(DTYPES), help="float32,float64 (default: both)")
+    conformance.add_argument("--devices", type=_names, help="cpu,cuda (default: cpu, and cuda when present)")
+    conformance.add_argument("--format", choices=["text", "markdown"], default="text")
+    conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
+    conformance.add_argument("--quiet", action="store_true", help="no progress bar")
+    conformance.set_defaults(run=_conformance)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for dtype in getattr(args, "dtypes", None) or []:
+        if dtype not in DTYPES:
+            raise SystemExit(f"gvp-bench: --dtypes: unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    try:
+        return args.run(args)
+    except ValueError as error:
+        raise SystemExit(f"gvp-bench: {error}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

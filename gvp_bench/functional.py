@@ -1,0 +1,71 @@
+"""Turn a zero-argument closure over ``params`` into a function of those params.
+
+torch.func and forward-mode AD need the params as inputs, but users write ``func`` as a
+closure that indexes its tensors or calls an ``nn.Module``. :func:`as_function_of` gives
+``f(*replacements)``: it runs ``func()`` under a ``TorchFunctionMode`` that swaps every
+occurrence of a param in every torch call for its replacement. Custom
+``torch.autograd.Function.apply`` calls, which torch-function modes do not see, get their
+arguments swapped too (otherwise their derivative would flow to the original param and the
+product would silently be zero). Nothing is rebound or mutated, so the params are untouched
+and the substitution ends with the call.
+"""
+
+import torch
+from torch.autograd.function import Function
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map_only
+
+from .validation import check_output
+
+
+class _Substitution(TorchFunctionMode):
+    def __init__(self, replacements):
+        super().__init__()
+        self._replacements = replacements
+
+    def _swap(self, tensor):
+        return self._replacements.get(id(tensor), tensor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs or {}))
+        return func(*args, **kwargs)
+
+    def __enter__(self):
+        self._function_apply = Function.__dict__["apply"]
+        original_apply, swap = self._function_apply, self._swap
+
+        def apply_with_substitution(cls, *args, **kwargs):
+            args, kwargs = tree_map_only(torch.Tensor, swap, (args, kwargs))
+            return original_apply.__get__(None, cls)(*args, **kwargs)
+
+        Function.apply = classmethod(apply_with_substitution)
+        return super().__enter__()
+
+    def __exit__(self, *exc_info):
+        Function.apply = self._function_apply
+        return super().__exit__(*exc_info)
+
+
+def call_with(func, params, replacements):
+    """func() with each params[i] replaced by replacements[i] for the duration of the call."""
+    if all(r is p for r, p in zip(replacements, params)):
+        return check_output(func())
+    substitution = _Substitution({id(p): r for p, r in zip(params, replacements) if r is not p})
+    with substitution:
+        output = func()
+    # func may return a param itself, which no torch call saw.
+    return check_output(substitution._swap(output))
+
+
+def as_function_of(func, params):
+    """The function ``f(*replacements) = func()`` with the params replaced."""
+
+    def function_of_params(*replacements):
+        return call_with(func, params, replacements)
+
+    return function_of_params
+
+
+def primals_of(params, create_graph):
+    """The params as inputs to a transform: connected to their autograd graph only when create_graph."""
+    return params if create_graph else tuple(p.detach() for p in params)

@@ -1,0 +1,43 @@
+"""Reverse-mode building blocks on torch.autograd.grad, shared by the autograd-based strategies."""
+
+import torch
+
+from .functional import call_with
+from .validation import check_cotangent
+
+
+def forward_with_graph(func, params):
+    """func() recorded by autograd, and the tensors to differentiate with respect to.
+
+    Params that require grad are used as they are (so create_graph results stay connected to
+    them); the others are replaced for the call by detached leaves that do.
+    """
+    live = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in params)
+    return call_with(func, params, live), live
+
+
+def zeros_for(params, batch=()):
+    return tuple(torch.zeros(tuple(batch) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in params)
+
+
+def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None, is_grads_batched=False):
+    """torch.autograd.grad with zeros for the inputs outputs do not depend on."""
+    batch = grad_outputs.shape[:1] if is_grads_batched else ()
+    if not outputs.requires_grad:
+        return zeros_for(inputs, batch)
+    grads = torch.autograd.grad(outputs, inputs, grad_outputs, create_graph=create_graph,
+                                retain_graph=retain_graph, allow_unused=True, is_grads_batched=is_grads_batched)
+    return tuple(torch.zeros(tuple(batch) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g
+                 for g, x in zip(grads, inputs))
+
+
+def reverse_vjp(func, params, v, create_graph):
+    """vᵀJ by one recorded forward pass and one backward pass."""
+    output, live = forward_with_graph(func, params)
+    return grad_or_zeros(output, live, check_cotangent(v, output), create_graph)
+
+
+def identity_cotangents(output):
+    """The rows of the identity, shaped (output numel, *output shape): one VJP each gives J."""
+    eye = torch.eye(output.numel(), dtype=output.dtype, device=output.device)
+    return eye.reshape((output.numel(),) + tuple(output.shape))

@@ -1,0 +1,172 @@
+"""Argument checks shared by every strategy, so bad input gets the same error everywhere.
+
+Each check names the argument and what was expected, and returns the argument in the one
+normal form strategies work on: params as a tuple, tangents as a tuple matching params,
+cotangents shaped like the output, batches with the batch dimension first.
+"""
+
+import torch
+from torch import nn
+
+
+def check_func(func):
+    if not callable(func):
+        raise TypeError(f"func must be a zero-argument callable returning a tensor, got {type(func).__name__}")
+    return func
+
+
+def check_params(params):
+    if isinstance(params, torch.Tensor) or not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list or tuple of tensors, got {type(params).__name__}")
+    if len(params) == 0:
+        raise ValueError("params must hold at least one tensor, got an empty sequence")
+    seen = {}
+    for index, param in enumerate(params):
+        if not isinstance(param, torch.Tensor):
+            raise TypeError(f"params[{index}] must be a tensor, got {type(param).__name__}")
+        if not param.is_floating_point():
+            raise TypeError(f"params[{index}] must be a floating-point tensor, got dtype {param.dtype}")
+        if id(param) in seen:
+            raise ValueError(f"params[{index}] is the same tensor as params[{seen[id(param)]}]; pass each tensor once")
+        seen[id(param)] = index
+    return tuple(params)
+
+
+def check_output(output):
+    """What func() returned: a floating-point tensor."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"func must return a tensor, got {type(output).__name__}")
+    if not output.is_floating_point():
+        raise TypeError(f"func must return a floating-point tensor, got dtype {output.dtype}")
+    return output
+
+
+def check_model(model, x):
+    """A module and the trainable parameters model_jvp / model_vjp differentiate with respect to."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    params = tuple(p for p in model.parameters() if p.requires_grad)
+    if not params:
+        raise ValueError("model has no parameters that require grad; there is nothing to differentiate")
+    return params
+
+
+def _check_like(name, tensor, like, shape):
+    """tensor must be a tensor of `like`'s dtype and device, with `shape`."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
+    if tensor.dtype != like.dtype:
+        raise TypeError(f"{name} must have dtype {like.dtype} like what it multiplies, got {tensor.dtype}")
+    if tensor.device != like.device:
+        raise ValueError(f"{name} must be on device {like.device} like what it multiplies, got {tensor.device}")
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(tensor.shape)}")
+    return tensor
+
+
+def _split_flat(name, flat, params, batch_dims):
+    """Cut a flat vector (or a batch of them) into views shaped like params, in params order."""
+    total = sum(p.numel() for p in params)
+    lead = tuple(flat.shape[:batch_dims])
+    _check_like(name, flat, params[0], lead + (total,))
+    pieces, start = [], 0
+    for index, param in enumerate(params):
+        piece = flat[..., start:start + param.numel()].reshape(lead + tuple(param.shape))
+        pieces.append(_check_like(f"{name} (the part for params[{index}])", piece, param, piece.shape))
+        start += param.numel()
+    return tuple(pieces)
+
+
+def _expected_forms(params, batch):
+    lead = "batch, " if batch else ""
+    total = sum(p.numel() for p in params)
+    forms = [f"a list of {len(params)} tensors shaped ({lead}*param.shape)", f"a flat tensor of shape ({lead}{total})"]
+    if len(params) == 1:
+        forms.insert(0, f"a tensor of shape ({lead}{', '.join(map(str, params[0].shape))})")
+    return ", ".join(forms[:-1]) + " or " + forms[-1]
+
+
+def check_tangents(v, params, name="v"):
+    """v for a JVP: one tensor for one param, a list matching params, or a flat vector."""
+    if isinstance(v, (list, tuple)):
+        if len(v) != len(params):
+            raise ValueError(f"{name} must hold one tensor per param ({len(params)}), got {len(v)}")
+        return tuple(_check_like(f"{name}[{i}]", t, p, p.shape) for i, (t, p) in enumerate(zip(v, params)))
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(v).__name__}")
+    if len(params) == 1 and tuple(v.shape) == tuple(params[0].shape):
+        return (_check_like(name, v, params[0], params[0].shape),)
+    if v.dim() == 1:
+        return _split_flat(name, v, params, batch_dims=0)
+    raise ValueError(f"{name} must be {_expected_forms(params, batch=False)}; got a tensor of shape {tuple(v.shape)}")
+
+
+def check_batch_tangents(vs, params, name="vs"):
+    """vs for a batch of JVPs: the forms of check_tangents with a batch dimension first."""
+    if isinstance(vs, (list, tuple)):
+        if len(vs) != len(params):
+            raise ValueError(f"{name} must hold one tensor per param ({len(params)}), got {len(vs)}")
+        batch = _batch_size(name, vs)
+        return tuple(_check_like(f"{name}[{i}]", t, p, (batch,) + tuple(p.shape))
+                     for i, (t, p) in enumerate(zip(vs, params)))
+    if not isinstance(vs, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(vs).__name__}")
+    if vs.dim() == 0:
+        raise ValueError(f"{name} must have a batch dimension first, got a 0-d tensor")
+    if len(params) == 1 and tuple(vs.shape[1:]) == tuple(params[0].shape):
+        _batch_size(name, [vs])
+        return (_check_like(name, vs, params[0], vs.shape),)
+    if vs.dim() == 2:
+        _batch_size(name, [vs])
+        return _split_flat(name, vs, params, batch_dims=1)
+    raise ValueError(f"{name} must be {_expected_forms(params, batch=True)}; got a tensor of shape {tuple(vs.shape)}")
+
+
+def _batch_size(name, tensors):
+    sizes = []
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name}[{index}] must be a tensor, got {type(tensor).__name__}")
+        if tensor.dim() == 0:
+            raise ValueError(f"{name}[{index}] must have a batch dimension first, got a 0-d tensor")
+        sizes.append(tensor.shape[0])
+    if sizes[0] == 0:
+        raise ValueError(f"{name} must hold at least one vector, got a batch of size 0")
+    for index, size in enumerate(sizes):
+        if size != sizes[0]:
+            raise ValueError(f"{name}[{index}] has batch size {size}, but {name}[0] has {sizes[0]}: batch sizes must agree")
+    return sizes[0]
+
+
+def check_cotangent(v, output, name="v"):
+    """v for a VJP, shaped like func()'s output (or flat), returned shaped like the output."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor shaped like func()'s output, got {type(v).__name__}")
+    if tuple(v.shape) != tuple(output.shape):
+        if v.dim() != 1 or v.numel() != output.numel():
+            raise ValueError(f"{name} must have func()'s output shape {tuple(output.shape)} "
+                             f"(or be flat with {output.numel()} elements), got {tuple(v.shape)}")
+        v = v.reshape(output.shape)
+    return _check_like(name, v, output, output.shape)
+
+
+def require_batch(vs, name="vs"):
+    """vs for a batch of VJPs is a tensor with a non-empty batch dimension (its shape is checked
+    against the output by check_batch_cotangents)."""
+    if not isinstance(vs, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of shape (batch, *output shape), got {type(vs).__name__}")
+    if vs.dim() == 0:
+        raise ValueError(f"{name} must have a batch dimension first, got a 0-d tensor")
+    _batch_size(name, [vs])
+    return vs
+
+
+def check_batch_cotangents(vs, output, name="vs"):
+    """vs for a batch of VJPs: (batch, *output shape) or (batch, output numel)."""
+    require_batch(vs, name)
+    if tuple(vs.shape[1:]) != tuple(output.shape):
+        if vs.dim() != 2 or vs.shape[1] != output.numel():
+            raise ValueError(f"{name} must have shape (batch, *{tuple(output.shape)}) or (batch, {output.numel()}), "
+                             f"got {tuple(vs.shape)}")
+        vs = vs.reshape((vs.shape[0],) + tuple(output.shape))
+    return _check_like(name, vs, output, vs.shape)

@@ -1,0 +1,67 @@
+"""``forward_dual``: J v in one forward pass with torch.autograd.forward_ad dual tensors.
+
+How: each param is replaced for the call by a dual tensor (primal = the param, tangent = its
+part of v); the output's tangent is J v. Batches of tangents are a loop of such passes, and
+the Jacobian is one pass per parameter element (column by column). The vᵀJ side uses reverse
+mode: one backward pass, or one recorded forward and a backward pass per row for a batch.
+
+When it wins: single J v on most models (about 1.5-3 forward passes of work, no graph kept,
+memory flat in depth: fastest JVP measured on the MLP and CNN on an H100); batches where
+memory is tight, since the loop holds one tangent at a time; Jacobians with far more
+outputs than parameters. It fails where an operator has no forward-AD formula.
+"""
+
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from gvp_bench.contract import Strategy
+from gvp_bench.functional import call_with, primals_of
+from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
+from gvp_bench.validation import check_batch_cotangents
+
+
+def _dual_pass(func, params, tangents, create_graph):
+    """func() with dual params; returns (output, J v)."""
+    primals = primals_of(params, create_graph)
+    with fwAD.dual_level():
+        duals = tuple(fwAD.make_dual(p, t) for p, t in zip(primals, tangents))
+        output, tangent = fwAD.unpack_dual(call_with(func, params, duals))
+    return output, torch.zeros_like(output) if tangent is None else tangent
+
+
+class ForwardDual(Strategy):
+    name = "forward_dual"
+
+    def _jvp(self, func, params, tangents, create_graph):
+        return _dual_pass(func, params, tangents, create_graph)[1]
+
+    def _batch_jvp(self, func, params, tangents, create_graph):
+        return torch.stack([self._jvp(func, params, row, create_graph) for row in zip(*tangents)])
+
+    def _vjp(self, func, params, v, create_graph):
+        return reverse_vjp(func, params, v, create_graph)
+
+    def _batch_vjp(self, func, params, vs, create_graph):
+        output, live = forward_with_graph(func, params)
+        rows = [grad_or_zeros(output, live, u, create_graph, retain_graph=True)
+                for u in check_batch_cotangents(vs, output)]
+        return tuple(torch.stack(per_param) for per_param in zip(*rows))
+
+    def _full_jacobian(self, func, params, create_graph):
+        columns = [_dual_pass(func, params, tangents, create_graph)[1].reshape(-1) for tangents in _basis(params)]
+        if columns:
+            jacobian = torch.stack(columns, dim=1)
+        else:  # every param is empty: the Jacobian is (outputs, 0)
+            output = _dual_pass(func, params, [torch.zeros_like(p) for p in params], create_graph)[0]
+            jacobian = output.new_zeros(output.numel(), 0)
+        blocks = jacobian.split([p.numel() for p in params], dim=1)
+        return tuple(b.reshape((jacobian.shape[0],) + tuple(p.shape)) for b, p in zip(blocks, params))
+
+
+def _basis(params):
+    """One tangent per parameter element: the columns of the identity, cut like params."""
+    for index, param in enumerate(params):
+        for element in range(param.numel()):
+            tangents = [torch.zeros_like(p) for p in params]
+            tangents[index].view(-1)[element] = 1
+            yield tangents

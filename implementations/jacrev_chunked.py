@@ -1,0 +1,65 @@
+"""``jacrev_chunked``: materialise J with torch.func.jacrev(chunk_size=...), then multiply.
+
+How: one call of torch.func.jacrev over the functional form gives J, computed ``chunk_size``
+rows at a time (vmap over that many VJPs per chunk; 1 is a plain loop, None all rows at
+once); every product is then a matrix product with J.
+
+When it wins: many products at one point with few outputs (once J is built, each further
+product is a matrix-vector product), and the full Jacobian when memory must stay bounded:
+the chunk size trades speed for peak memory. For one product it pays for M backward passes.
+"""
+
+from torch.func import jacrev
+
+from gvp_bench.contract import Strategy
+from gvp_bench.functional import as_function_of, primals_of
+from gvp_bench.validation import check_batch_cotangents, check_cotangent
+
+DEFAULT_CHUNK_SIZE = 32
+
+
+class JacrevChunked(Strategy):
+    name = "jacrev_chunked"
+
+    def __init__(self, chunk_size=DEFAULT_CHUNK_SIZE):
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        self.chunk_size = chunk_size
+
+    def _jacobian(self, func, params, create_graph):
+        """func()'s output and J as (output numel, param numel) matrices, one per param."""
+        function = as_function_of(func, params)
+
+        def with_output(*replacements):
+            output = function(*replacements)
+            return output, output
+
+        argnums = tuple(range(len(params)))
+        blocks, output = jacrev(with_output, argnums=argnums, has_aux=True, chunk_size=self.chunk_size)(
+            *primals_of(params, create_graph))
+        return output, tuple(b.reshape(output.numel(), p.numel()) for b, p in zip(blocks, params))
+
+    def _jvp(self, func, params, tangents, create_graph):
+        output, matrices = self._jacobian(func, params, create_graph)
+        return sum(m @ t.reshape(-1) for m, t in zip(matrices, tangents)).reshape(output.shape)
+
+    def _batch_jvp(self, func, params, tangents, create_graph):
+        output, matrices = self._jacobian(func, params, create_graph)
+        batch = tangents[0].shape[0]
+        products = sum(t.reshape(batch, -1) @ m.T for m, t in zip(matrices, tangents))
+        return products.reshape((batch,) + tuple(output.shape))
+
+    def _vjp(self, func, params, v, create_graph):
+        output, matrices = self._jacobian(func, params, create_graph)
+        u = check_cotangent(v, output).reshape(-1)
+        return tuple((u @ m).reshape(p.shape) for m, p in zip(matrices, params))
+
+    def _batch_vjp(self, func, params, vs, create_graph):
+        output, matrices = self._jacobian(func, params, create_graph)
+        us = check_batch_cotangents(vs, output)
+        us = us.reshape(us.shape[0], -1)
+        return tuple((us @ m).reshape((us.shape[0],) + tuple(p.shape)) for m, p in zip(matrices, params))
+
+    def _full_jacobian(self, func, params, create_graph):
+        output, matrices = self._jacobian(func, params, create_graph)
+        return tuple(m.reshape((output.numel(),) + tuple(p.shape)) for m, p in zip(matrices, params))
