@@ -4,6 +4,8 @@ import argparse
 import sys
 import warnings
 
+import torch
+
 from .conformance import CASES, case_by_name, cells, pivot, support_matrix
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
@@ -18,6 +20,7 @@ def _conformance(args):
 
     for name in args.strategies or []:
         get_strategy(name)  # an unknown name fails here with the list of valid ones
+    torch.set_num_threads(1)  # tiny models: more intra-op threads only add synchronisation
     cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
     devices = args.devices or available_devices()
     selected = list(cells(args.strategies, cases, args.dtypes, devices))
@@ -43,6 +46,22 @@ def _conformance(args):
     return 1 if counts.get("fail", 0) else 0
 
 
+def _zoo(args):
+    import pandas as pd
+
+    from . import zoo
+
+    rows = []
+    for name in args.models or zoo.names():
+        for size in args.sizes or zoo.SIZES:
+            model = zoo.build(name, size)
+            rows.append(dict(model=name, size=size, parameters=model.parameter_count, outputs=model.output_size,
+                             forward_flops=model.flops, description=zoo.describe(name)))
+    frame = pd.DataFrame(rows).astype({"forward_flops": "Int64"})
+    print(frame.to_markdown(index=False) if args.format == "markdown" else frame.to_string(index=False))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gvp-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +75,11 @@ def build_parser():
     conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
     conformance.add_argument("--quiet", action="store_true", help="no progress bar")
     conformance.set_defaults(run=_conformance)
+    zoo_command = commands.add_parser("zoo", help="list the zoo's models with their sizes and costs")
+    zoo_command.add_argument("--models", type=_names, help="comma-separated names (default: all)")
+    zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
+    zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
+    zoo_command.set_defaults(run=_zoo)
     return parser
 
 

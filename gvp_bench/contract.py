@@ -10,10 +10,12 @@ errors into :class:`~gvp_bench.errors.UnsupportedError`, and detach results when
 """
 
 import abc
+import contextlib
+import warnings
 
 import torch
 
-from .errors import translate_missing_rules
+from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
     check_func,
@@ -21,6 +23,7 @@ from .validation import (
     check_params,
     check_tangents,
 )
+from .workarounds import WorkaroundWarning, workaround_for
 
 
 def model_closure(model, x):
@@ -28,7 +31,9 @@ def model_closure(model, x):
 
     The call runs on fresh copies of the buffers, so whatever it updates in place (BatchNorm
     running statistics in train mode) lands on the copies: the model's buffers are exactly as
-    before, and torch.func transforms never see a captured tensor mutated.
+    before, and torch.func transforms never see a captured tensor mutated. In train mode every
+    call of the closure starts from the same random state, drawn once when the closure is made:
+    dropout uses one mask for the whole product, however many forward passes a strategy makes.
     """
     buffers = dict(model.named_buffers())
 
@@ -38,7 +43,23 @@ def model_closure(model, x):
         copies = {name: buffer.clone() for name, buffer in buffers.items()}
         return torch.func.functional_call(model, copies, (x,), strict=False)
 
-    return call_model
+    if not model.training:
+        return call_model
+    # One random state for the whole product: drawn once from the global generator (which so moves
+    # on, as a forward pass would), then every call starts from it with the global state restored.
+    seed = int(torch.randint(2 ** 62, ()).item())
+    cpu_state = torch.Generator().manual_seed(seed).get_state()
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
+    cuda_states = [torch.Generator(device=f"cuda:{d}").manual_seed(seed).get_state() for d in devices]
+
+    def call_model_with_one_random_state():
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(cpu_state)
+            for device, state in zip(devices, cuda_states):
+                torch.cuda.set_rng_state(state, device)
+            return call_model()
+
+    return call_model_with_one_random_state
 
 
 def _finish(results, create_graph):
@@ -58,6 +79,7 @@ class Strategy(abc.ABC):
     """
 
     name = None
+    last_workarounds = ()  # the workarounds the latest call needed, by name
 
     # The products a strategy implements, on checked arguments.
 
@@ -81,6 +103,32 @@ class Strategy(abc.ABC):
     def _full_jacobian(self, func, params, create_graph):
         """A sequence matching params of (output numel, *param shape) tensors."""
 
+    def compute(self, product, func, params, *args):
+        """Run the product ``_<product>`` on checked arguments, with the workarounds it needs.
+
+        torch's missing-formula errors become UnsupportedError; when the operator named has a
+        scoped workaround (gvp_bench.workarounds), the product is run again inside it.
+        """
+        needed = []
+        while True:
+            try:
+                with contextlib.ExitStack() as scope:
+                    for workaround in needed:
+                        scope.enter_context(workaround.context())
+                    with translate_missing_rules(self.name):
+                        result = getattr(self, f"_{product}")(func, params, *args)
+                break
+            except UnsupportedError as error:
+                workaround = workaround_for(error.operator)
+                if workaround is None or workaround in needed:
+                    raise
+                needed.append(workaround)
+        self.last_workarounds = tuple(w.name for w in needed)
+        for workaround in needed:
+            warnings.warn(f"gvp_bench: {self.name} {product} ran with {workaround.description} "
+                          f"({workaround.name})", WorkaroundWarning, stacklevel=3)
+        return result
+
     # The documented API, the same for every strategy.
 
     def jvp(self, func, params, v, create_graph=False):
@@ -88,15 +136,13 @@ class Strategy(abc.ABC):
         check_func(func)
         params = check_params(params)
         tangents = check_tangents(v, params)
-        with translate_missing_rules(self.name):
-            return _finish(self._jvp(func, params, tangents, create_graph), create_graph)
+        return _finish(self.compute("jvp", func, params, tangents, create_graph), create_graph)
 
     def vjp(self, func, params, v, create_graph=False):
         """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor."""
         check_func(func)
         params = check_params(params)
-        with translate_missing_rules(self.name):
-            grads = _finish(self._vjp(func, params, v, create_graph), create_graph)
+        grads = _finish(self.compute("vjp", func, params, v, create_graph), create_graph)
         return grads[0] if len(params) == 1 else grads
 
     def model_jvp(self, model, x, v, create_graph=False):
@@ -114,22 +160,19 @@ class Strategy(abc.ABC):
         check_func(func)
         params = check_params(params)
         tangents = check_batch_tangents(vs, params)
-        with translate_missing_rules(self.name):
-            return _finish(self._batch_jvp(func, params, tangents, create_graph), create_graph)
+        return _finish(self.compute("batch_jvp", func, params, tangents, create_graph), create_graph)
 
     def batch_vjp(self, func, params, vs, create_graph=False):
         """vᵀJ for each row of vs; a list matching params of (batch, *param shape) tensors."""
         check_func(func)
         params = check_params(params)
-        with translate_missing_rules(self.name):
-            return _finish(self._batch_vjp(func, params, vs, create_graph), create_graph)
+        return _finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph)
 
     def full_jacobian(self, func, params, create_graph=False):
         """J as a list matching params of (output numel, *param shape) tensors."""
         check_func(func)
         params = check_params(params)
-        with translate_missing_rules(self.name):
-            return _finish(self._full_jacobian(func, params, create_graph), create_graph)
+        return _finish(self.compute("full_jacobian", func, params, create_graph), create_graph)
 
     def __repr__(self):
         return f"<gvp_bench strategy {self.name!r}>"

@@ -12,15 +12,16 @@ The rule (from the measurements in DESIGN.md; issue 5 replaces it by measured ch
 - the full Jacobian: reverse mode (func_vmap, then jacrev_chunked) when the output has no more
   elements than the params, else forward mode (forward_dual) first.
 
-A strategy that raises UnsupportedError hands the call to the next one; auto raises
-UnsupportedError listing every reason only when all of them fail. ``last_choice`` names the
-strategy that answered the latest call.
+A strategy that raises UnsupportedError (after its own workarounds) hands the call to the next
+one; auto raises UnsupportedError listing every reason only when all of them fail.
+``last_choice`` names the strategy that answered the latest call, ``last_workarounds`` what it
+needed.
 """
 
 import torch
 
 from gvp_bench.contract import Strategy
-from gvp_bench.errors import UnsupportedError, translate_missing_rules
+from gvp_bench.errors import UnsupportedError
 from gvp_bench.functional import call_with
 from gvp_bench.registry import get_strategy
 
@@ -61,12 +62,11 @@ class Auto(Strategy):
         for name in self.choose(op, func, params):
             strategy = get_strategy(name)
             try:
-                with translate_missing_rules(name):
-                    result = getattr(strategy, f"_{op}")(func, params, *args)
+                result = strategy.compute(op, func, params, *args)
             except UnsupportedError as error:
                 reasons.append(f"{name}: {error.reason}")
                 continue
-            self.last_choice = name
+            self.last_choice, self.last_workarounds = name, strategy.last_workarounds
             return result
         raise UnsupportedError(self.name, "no strategy could compute it; " + "; ".join(reasons))
 

@@ -3,7 +3,8 @@
 How: func becomes a function of its params (each occurrence of a param swapped for the
 function's argument, see gvp_bench.functional); J v is torch.func.jvp on it, vᵀJ the pullback
 of torch.func.vjp; batches are torch.func.vmap over those, so k products run as one batched
-computation, and the Jacobian is vmap over the pullback with the rows of the identity.
+computation (random operations draw the same values for every row, so dropout keeps one
+mask), and the Jacobian is vmap over the pullback with the rows of the identity.
 
 When it wins: batches of products on a GPU, where one batched kernel replaces k launches
 (16 JVPs of an MLP: 1.13 ms against 13.1 ms for a loop on an H100). It costs memory: vmap
@@ -28,7 +29,7 @@ class FuncVmap(Strategy):
     def _batch_jvp(self, func, params, tangents, create_graph):
         function = as_function_of(func, params)
         primals = primals_of(params, create_graph)
-        return vmap(lambda *row: jvp(function, primals, row)[1])(*tangents)
+        return vmap(lambda *row: jvp(function, primals, row)[1], randomness="same")(*tangents)
 
     def _vjp(self, func, params, v, create_graph):
         output, pullback = vjp(as_function_of(func, params), *primals_of(params, create_graph))

@@ -6,12 +6,14 @@ module and its input, and are checked through model_jvp / model_vjp as well as t
 five closure functions.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
+from .. import zoo
 from ..contract import model_closure
 
 FUNC_FUNCTIONS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")
@@ -57,18 +59,32 @@ class Case:
     def functions(self):
         return FUNC_FUNCTIONS + (MODEL_FUNCTIONS if self.is_model else ())
 
+    def seeded(self):
+        """A context in which the global random state starts from the case's seed, restored after.
+
+        Model closures in train mode draw their random state when made: made in this context, the
+        oracle's closure and the one model_jvp makes draw the same dropout mask."""
+        return _seeded(sum(map(ord, self.name)))
+
     def problem(self, dtype=torch.float64, device="cpu"):
         """A fresh problem in dtype on device, built from the case's seed."""
-        seed = sum(map(ord, self.name))
-        with torch.random.fork_rng(devices=[]):  # module initialisation draws from the global generator
-            torch.manual_seed(seed)
-            recipe = self.build(torch.Generator().manual_seed(seed))
+        with self.seeded():  # module initialisation draws from the global generator
+            recipe = self.build(torch.Generator().manual_seed(sum(map(ord, self.name))))
         if isinstance(recipe, ModelRecipe):
             model = recipe.model.to(device=device, dtype=dtype)
             x = recipe.x.to(device=device, dtype=dtype) if recipe.x.is_floating_point() else recipe.x.to(device)
-            return Problem(model_closure(model, x), [p for p in model.parameters() if p.requires_grad], model, x)
+            with self.seeded():  # as the checks call model_jvp / model_vjp
+                func = model_closure(model, x)
+            return Problem(func, [p for p in model.parameters() if p.requires_grad], model, x)
         params = [p.detach().to(device=device, dtype=dtype).requires_grad_() for p in recipe.params]
         return Problem(recipe.make(*params), params)
+
+
+@contextlib.contextmanager
+def _seeded(seed):
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(seed)
+        yield
 
 
 def _randn(generator, *shape):
@@ -150,9 +166,11 @@ def _batchnorm(mode):
     return build
 
 
-def _dropout_eval(generator):
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Dropout(0.5), nn.Linear(4, 2)).double().eval()
-    return ModelRecipe(model, _randn(generator, 3, 3))
+def _dropout(mode):
+    def build(generator):
+        model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Dropout(0.5), nn.Linear(6, 2)).double()
+        return ModelRecipe(model.train(mode == "train"), _randn(generator, 3, 3))
+    return build
 
 
 class _CubeWithJvp(torch.autograd.Function):
@@ -227,8 +245,25 @@ CASES = [
          _batchnorm("train"), tags=("model",)),
     Case("batchnorm_eval", "BatchNorm1d in eval mode: running statistics, buffers unchanged",
          _batchnorm("eval"), tags=("model",)),
-    Case("dropout_eval", "Dropout in eval mode (the identity)", _dropout_eval, tags=("model",)),
+    Case("dropout_eval", "Dropout in eval mode (the identity)", _dropout("eval"), tags=("model",)),
+    Case("dropout_train", "Dropout in train mode: one mask for every forward pass of the call",
+         _dropout("train"), second_order=True, tags=("model",)),
 ]
+
+
+def _zoo_model(name, mode):
+    def build(generator):
+        entry = zoo.build(name, "tiny", dtype=torch.float64, mode=mode)
+        return ModelRecipe(entry.model, entry.x)
+    return build
+
+
+ZOO_CASES = [
+    Case(f"zoo_{name}_{mode}", f"zoo model {name} (tiny) in {mode} mode: {zoo.describe(name)}", _zoo_model(name, mode),
+         tags=("model", "zoo"))
+    for name in zoo.names() for mode in ("train", "eval")
+]
+CASES = CASES + ZOO_CASES
 
 
 def case_by_name(name):

@@ -103,7 +103,8 @@ class _Cell:
         method = getattr(self.strategy, function)
         problem = self.problem
         if function.startswith("model_"):
-            return method(problem.model, problem.x, vector, create_graph)
+            with self.case.seeded():
+                return method(problem.model, problem.x, vector, create_graph)
         if function == "full_jacobian":
             return method(problem.func, problem.params, create_graph)
         return method(problem.func, problem.params, vector, create_graph)
