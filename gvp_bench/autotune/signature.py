@@ -1,0 +1,97 @@
+"""What identifies a workload for ``auto``: its signature (paid on every call) and its size.
+
+The signature is what a choice is cached under: the product, the params' shapes and dtypes,
+their device, the vectors' shapes (so the batch size k), ``create_graph``, and what the
+function is: its code object and, one level deep into closures, the shapes of the tensors and
+the classes of the modules it captures (so ``model_jvp`` on two models, or on two input
+shapes, are two workloads). It costs a few microseconds. Two workloads that share a signature
+share a choice, which can only cost speed: every strategy gives the same answer.
+
+The size (:class:`Workload`) is what results and the candidate filters compare: parameter
+count P, output size M, batch size k and element size; it is measured once per signature.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..functional import call_with
+
+_CLOSURE_DEPTH = 2  # model_jvp's closure in train mode wraps the one in eval mode
+
+
+def _captured(value, depth):
+    if isinstance(value, torch.Tensor):
+        return value.shape, value.dtype
+    if isinstance(value, nn.Module):
+        return type(value), value.training
+    if depth and callable(value) and hasattr(value, "__code__"):
+        return function_key(value, depth - 1)
+    return type(value)
+
+
+def function_key(func, depth=_CLOSURE_DEPTH):
+    """What the function is: its code and what its closure captures, or its type."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return type(func)
+    captured = []
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            captured.append(_captured(cell.cell_contents, depth))
+        except ValueError:  # a cell not yet filled
+            captured.append(None)
+    return code, tuple(captured)
+
+
+def _vectors_key(value):
+    if isinstance(value, torch.Tensor):
+        return value.shape
+    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
+        return len(value), value[0].shape  # checked tangents: their first shape carries the batch size
+    return value if isinstance(value, bool) else type(value)  # create_graph, or input the product rejects
+
+
+def signature(product, func, params, args):
+    """The key auto caches its choice under; ``args`` are the product's arguments after params."""
+    return (product, params[0].device, tuple((p.shape, p.dtype) for p in params),
+            tuple(_vectors_key(a) for a in args), function_key(func))
+
+
+@dataclass(frozen=True)
+class Workload:
+    product: str   # jvp, vjp, batch_jvp, batch_vjp or full_jacobian
+    device: torch.device
+    dtype: torch.dtype
+    parameters: int  # P: elements in params
+    outputs: int     # M: elements in func()'s output
+    batch: int       # k: vectors in the batch, 1 for single products and the Jacobian
+
+    @property
+    def itemsize(self):
+        return torch.empty((), dtype=self.dtype).element_size()
+
+
+def _output_size(func, params):
+    """func()'s output size, by one forward pass without a graph or a trace in the random state."""
+    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        return call_with(func, params, params).numel()
+
+
+def measure(product, func, params, args):
+    """The workload's size; runs func once when the vectors do not tell the output size."""
+    vectors = args[0] if product != "full_jacobian" else None
+    batch = 1
+    if product == "batch_jvp":
+        batch = vectors[0].shape[0]
+    if product == "vjp" and isinstance(vectors, torch.Tensor):
+        outputs = vectors.numel()
+    elif product == "batch_vjp" and isinstance(vectors, torch.Tensor) and vectors.dim() and len(vectors):
+        batch = vectors.shape[0]
+        outputs = vectors.numel() // batch
+    else:  # J v, or vectors the product will reject with the error every strategy gives
+        outputs = _output_size(func, params)
+    first = params[0]
+    return Workload(product, first.device, first.dtype, sum(p.numel() for p in params), outputs, batch)
