@@ -3,11 +3,12 @@
 Each candidate runs once to warm up (on CUDA its peak memory is measured), then again until
 its timed runs add up to :data:`TARGET_S` or number :data:`MAX_RUNS` (at least one); its time
 is its fastest run, the warm-up included (on a shared machine a run is slowed by whatever else
-runs, never sped up). A candidate stops after two runs when both took over :data:`ABORT_RATIO`
-times the best time so far: it cannot win (one slow run is not enough: a preempted run can take
-milliseconds more). A candidate over the memory budget or out of memory is left out; one that
-raises UnsupportedError is skipped with its reason. Candidates are tried in the order given
-(the fixed rule's first), so a good time is known early and slow candidates cost two calls.
+runs, never sped up). A candidate stops as soon as its fastest run took over
+:data:`ABORT_RATIO` times the best time so far plus :data:`NOISE_S` (a preempted run on a shared
+machine takes milliseconds more): it cannot win. A candidate over the memory budget or out of
+memory is left out; one that raises UnsupportedError is skipped with its reason. Candidates are
+tried in the order given (the fixed rule's first), so a good time is known early and a slow
+candidate costs one call.
 
 Calibration leaves no trace: every run starts from the caller's random state and restores it
 afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
@@ -26,6 +27,7 @@ from ..errors import UnsupportedError
 TARGET_S = 0.01
 MAX_RUNS = 10
 ABORT_RATIO = 4.0
+NOISE_S = 0.01
 
 
 @dataclass
@@ -101,8 +103,8 @@ def calibrate(strategies, product, func, params, args, budget):
                     outcome.left_out[name] = f"peak {peak / 2 ** 30:.3g} GiB, over the memory budget"
                     continue
                 samples = [seconds]
-                while len(samples) < 2 or (min(samples) <= ABORT_RATIO * best and sum(samples[1:]) < TARGET_S
-                                           and len(samples) <= MAX_RUNS):
+                while (min(samples) <= ABORT_RATIO * best + NOISE_S and sum(samples[1:]) < TARGET_S
+                       and len(samples) <= MAX_RUNS):
                     samples.append(_timed(run, device))
             except UnsupportedError as error:
                 outcome.unsupported[name] = error.reason
