@@ -14,9 +14,10 @@ Deciding:
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
    candidates in the order of their measured medians there (gvp_bench.autotune.measured).
-3. Otherwise it calibrates: it times each candidate on this very call, briefly (a warm-up,
-   then up to 10 ms of runs), drops those that are slow, over the memory budget or
-   unsupported, and answers with one ordinary call of the fastest (gvp_bench.autotune.calibration).
+3. Otherwise it calibrates: it times the candidates on this very call, briefly (a warm-up
+   each, then rounds of one run each, about 30 ms per candidate at most 20 rounds), drops those
+   that are slow, over the memory budget or unsupported, and answers with one ordinary call of
+   the fastest (gvp_bench.autotune.calibration).
 
 ``GVP_BENCH_AUTO=rule`` (or ``gvp_bench.configure_auto(mode="rule")``) opts out: the fixed
 rule only, no timing, deterministic. The fixed rule (from the measurements in DESIGN.md):

@@ -1,14 +1,15 @@
 """Calibration: time the candidates briefly on the call itself and name the fastest.
 
-Each candidate runs once to warm up (on CUDA its peak memory is measured), then again until
-its timed runs add up to :data:`TARGET_S` or number :data:`MAX_RUNS` (at least one); its time
-is its fastest run, the warm-up included (on a shared machine a run is slowed by whatever else
-runs, never sped up). A candidate stops as soon as its fastest run took over
-:data:`ABORT_RATIO` times the best time so far plus :data:`NOISE_S` (a preempted run on a shared
-machine takes milliseconds more): it cannot win. A candidate over the memory budget or out of
-memory is left out; one that raises UnsupportedError is skipped with its reason. Candidates are
-tried in the order given (the fixed rule's first), so a good time is known early and a slow
-candidate costs one call.
+First every candidate runs once, in the order given (the fixed rule's first), to warm up: one
+that raises UnsupportedError is skipped with its reason; on CUDA its peak memory is measured,
+and one over the memory budget or out of memory is left out. Then the candidates run in rounds,
+one run each per round, so that a burst of load from elsewhere on a shared machine slows them
+all alike, until the rounds have taken :data:`TARGET_S` per candidate or :data:`MAX_ROUNDS`
+rounds (at least one round). A candidate's time is its fastest run, the warm-up included (a run
+is slowed by whatever else runs, never sped up). After the first round, a candidate whose
+fastest run is over :data:`ABORT_RATIO` times the best plus :data:`NOISE_S` cannot win and runs
+no more: a slow candidate costs two runs (one is not enough to tell: the first call of a
+strategy in a process can take hundreds of milliseconds of one-time set-up).
 
 Calibration leaves no trace: every run starts from the caller's random state and restores it
 afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
@@ -24,10 +25,10 @@ import torch
 
 from ..errors import UnsupportedError
 
-TARGET_S = 0.01
-MAX_RUNS = 10
-ABORT_RATIO = 4.0
-NOISE_S = 0.01
+TARGET_S = 0.03
+MAX_ROUNDS = 20
+ABORT_RATIO = 2.0
+NOISE_S = 0.002
 
 
 @dataclass
@@ -60,61 +61,78 @@ def _no_trace(strategy, devices):
             strategy.last_workarounds = previous
 
 
-def _timed(run, device):
-    """Seconds one run takes (CUDA synchronised)."""
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    run()
-    if cuda:
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+class _Candidate:
+    """One strategy's runs of the product: timed, CUDA synchronised, without a trace."""
+
+    def __init__(self, strategy, product, func, params, args):
+        self.strategy, self.product, self.func, self.params, self.args = strategy, product, func, params, args
+        self.device = params[0].device
+        self.devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+
+    def _synchronize(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self):
+        """Seconds one run takes."""
+        with _no_trace(self.strategy, self.devices):
+            self._synchronize()
+            start = time.perf_counter()
+            self.strategy.compute(self.product, self.func, self.params, *self.args)
+            self._synchronize()
+            return time.perf_counter() - start
+
+    def warm_up(self):
+        """Seconds and peak bytes (above what was allocated before; 0 on the CPU) of a first run."""
+        if self.device.type != "cuda":
+            return self.run(), 0
+        self._synchronize()
+        before = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        seconds = self.run()
+        return seconds, torch.cuda.max_memory_allocated(self.device) - before
 
 
-def _warm_up(run, device):
-    """Seconds and peak bytes (above what was allocated before; 0 on the CPU) of the first run."""
-    if device.type != "cuda":
-        return _timed(run, device), 0
-    torch.cuda.synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    seconds = _timed(run, device)
-    return seconds, torch.cuda.max_memory_allocated(device) - before
-
-
-def _out_of_memory(error):
-    return isinstance(error, torch.cuda.OutOfMemoryError)
+@contextlib.contextmanager
+def _out_of_memory_left_out(outcome, name):
+    """Record a candidate that runs out of CUDA memory as left out instead of failing the call."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        outcome.left_out[name] = "out of memory"
+        outcome.times.pop(name, None)
 
 
 def calibrate(strategies, product, func, params, args, budget):
     """Time ``strategies`` (name -> Strategy, in trial order) on the product; a :class:`Calibration`."""
-    device = params[0].device
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
     outcome = Calibration()
-    best = float("inf")
+    racing = {}
     for name, strategy in strategies.items():
-        def run():
-            strategy.compute(product, func, params, *args)
-        with _no_trace(strategy, devices):
+        candidate = _Candidate(strategy, product, func, params, args)
+        with _out_of_memory_left_out(outcome, name):
             try:
-                seconds, peak = _warm_up(run, device)
-                if peak > budget:
-                    outcome.left_out[name] = f"peak {peak / 2 ** 30:.3g} GiB, over the memory budget"
-                    continue
-                samples = [seconds]
-                while (min(samples) <= ABORT_RATIO * best + NOISE_S and sum(samples[1:]) < TARGET_S
-                       and len(samples) <= MAX_RUNS):
-                    samples.append(_timed(run, device))
+                seconds, peak = candidate.warm_up()
             except UnsupportedError as error:
                 outcome.unsupported[name] = error.reason
                 continue
-            except RuntimeError as error:
-                if not _out_of_memory(error):
-                    raise
-                torch.cuda.empty_cache()
-                outcome.left_out[name] = "out of memory"
+            if peak > budget:
+                outcome.left_out[name] = f"peak {peak / 2 ** 30:.3g} GiB, over the memory budget"
                 continue
-        outcome.times[name] = min(samples)
-        best = min(best, outcome.times[name])
+            outcome.times[name] = seconds
+            racing[name] = candidate
+    spent, rounds = 0.0, 0
+    while racing and rounds < MAX_ROUNDS and (rounds == 0 or spent < TARGET_S * len(racing)):
+        best = min(outcome.times.values())
+        for name, candidate in list(racing.items()):
+            if rounds and outcome.times[name] > ABORT_RATIO * best + NOISE_S:
+                del racing[name]
+                continue
+            with _out_of_memory_left_out(outcome, name):
+                seconds = candidate.run()
+                spent += seconds
+                outcome.times[name] = min(outcome.times[name], seconds)
+            if name in outcome.left_out:
+                del racing[name]
+        rounds += 1
     return outcome
