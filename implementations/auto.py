@@ -127,7 +127,7 @@ class Auto(Strategy):
         workload = measure(op, func, params, args)
         rule = _rule(op, workload.device.type, workload.outputs, workload.parameters)
         budget = budget_bytes(settings.memory_budget, workload.device)
-        names, _ = select(self._candidates(rule), workload, budget)
+        names, left_out = select(self._candidates(rule), workload, budget)
         if settings.uses_results:
             ranking = measured.ranking(workload, settings.results, names)
             if ranking is not None:
@@ -136,14 +136,15 @@ class Auto(Strategy):
         if not settings.calibrates:
             return self._first_that_can(rule, "rule: no measured workload near this one", op, func, params, args)
         outcome = calibrate({name: get_strategy(name) for name in names}, op, func, params, args, budget)
+        left_out = {**left_out, **outcome.left_out, **{name: "unsupported" for name in outcome.unsupported}}
+        not_timed = "; not timed: " + ", ".join(f"{name} ({why})" for name, why in left_out.items()) if left_out else ""
         if outcome.winner is not None:
-            return self._answer(outcome.winner, f"calibrated: {outcome.summary()}", op, func, params, args)
+            return self._answer(outcome.winner, f"calibrated: {outcome.summary()}{not_timed}", op, func, params, args)
         fallback = [name for name in rule if name not in outcome.unsupported]
-        unsupported = [f"{name}: {reason}" for name, reason in outcome.unsupported.items()]
         if not fallback:
-            raise UnsupportedError(self.name, "no strategy could compute it; " + "; ".join(unsupported))
-        left_out = "; ".join(f"{name}: {why}" for name, why in outcome.left_out.items())
-        return self._first_that_can(fallback, f"rule: no candidate finished calibration ({left_out})",
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in outcome.unsupported.items())
+            raise UnsupportedError(self.name, "no strategy could compute it; " + reasons)
+        return self._first_that_can(fallback, f"rule: no candidate finished calibration{not_timed}",
                                     op, func, params, args)
 
     # The contract's five products, all through compute.

@@ -22,7 +22,7 @@ import os
 
 import torch
 
-WORK_RATIO = 64
+WORK_RATIO = 32
 _VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional")
 
 
