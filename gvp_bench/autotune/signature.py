@@ -1,10 +1,10 @@
 """What identifies a workload for ``auto``: its signature (paid on every call) and its size.
 
-The signature is what a choice is cached under: the product, the params' shapes and dtypes,
+The signature is what a choice is cached under: the product, the params' shapes and dtype,
 their device, the vectors' shapes (so the batch size k), ``create_graph``, and what the
-function is: its code object and, one level deep into closures, the shapes of the tensors and
-the classes of the modules it captures (so ``model_jvp`` on two models, or on two input
-shapes, are two workloads). It costs a few microseconds. Two workloads that share a signature
+function is: its code object and the shapes of the tensors and the classes of the modules its
+closure captures (and the closures of the functions it captures, two levels down), so
+``model_jvp`` on two models, or on two input shapes, are two workloads. It costs 2-4 µs. Two workloads that share a signature
 share a choice, which can only cost speed: every strategy gives the same answer.
 
 The size (:class:`Workload`) is what results and the candidate filters compare: parameter
@@ -45,18 +45,22 @@ def function_key(func, depth=_CLOSURE_DEPTH):
     return code, tuple(captured)
 
 
-def _vectors_key(value):
-    if isinstance(value, torch.Tensor):
-        return value.shape
-    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
-        return len(value), value[0].shape  # checked tangents: their first shape carries the batch size
-    return value if isinstance(value, bool) else type(value)  # create_graph, or input the product rejects
+def _vectors_key(product, args):
+    """The vectors' shapes where they are not the params': k for batch_jvp, v's shape for the VJPs."""
+    if product == "batch_jvp":
+        return args[0][0].shape[0]
+    if product in ("vjp", "batch_vjp"):
+        vectors = args[0]
+        return vectors.shape if isinstance(vectors, torch.Tensor) else type(vectors)  # else: the product rejects it
+    return None
 
 
 def signature(product, func, params, args):
-    """The key auto caches its choice under; ``args`` are the product's arguments after params."""
-    return (product, params[0].device, tuple((p.shape, p.dtype) for p in params),
-            tuple(_vectors_key(a) for a in args), function_key(func))
+    """The key auto caches its choice under; ``args`` are the product's arguments after params
+    (the vectors, then create_graph). Params' dtypes agree in practice: the first one's stands for all."""
+    first = params[0]
+    return (product, first.device, first.dtype, tuple([p.shape for p in params]), _vectors_key(product, args),
+            bool(args[-1]), function_key(func))
 
 
 @dataclass(frozen=True)
