@@ -6,10 +6,11 @@ and one over the memory budget or out of memory is left out. Then the candidates
 one run each per round, so that a burst of load from elsewhere on a shared machine slows them
 all alike, until the rounds have taken :data:`TARGET_S` per candidate or :data:`MAX_ROUNDS`
 rounds (at least one round). A candidate's time is its fastest run, the warm-up included (a run
-is slowed by whatever else runs, never sped up). After the first round, a candidate whose
-fastest run is over :data:`ABORT_RATIO` times the best plus :data:`NOISE_S` cannot win and runs
-no more: a slow candidate costs two runs (one is not enough to tell: the first call of a
-strategy in a process can take hundreds of milliseconds of one-time set-up).
+is slowed by whatever else runs, never sped up). A candidate stops once it cannot win: after
+three runs, when its fastest is over :data:`ABORT_RATIO` times the best plus :data:`NOISE_S`;
+before that only when it is over :data:`SLOW_RATIO` times the best plus :data:`SLOW_S`, since the
+first two calls of a strategy in a process can take hundreds of milliseconds, then a few more, of
+one-time set-up. So a slow candidate costs three runs, an expensive hopeless one its warm-up.
 
 Calibration leaves no trace: every run starts from the caller's random state and restores it
 afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
@@ -29,6 +30,8 @@ TARGET_S = 0.03
 MAX_ROUNDS = 20
 ABORT_RATIO = 2.0
 NOISE_S = 0.002
+SLOW_RATIO = 10.0
+SLOW_S = 1.0
 
 
 @dataclass
@@ -93,6 +96,13 @@ class _Candidate:
         return seconds, torch.cuda.max_memory_allocated(self.device) - before
 
 
+def _cannot_win(fastest, best, runs):
+    """Whether a candidate whose fastest of ``runs`` runs took ``fastest`` seconds should stop."""
+    if runs >= 3:
+        return fastest > ABORT_RATIO * best + NOISE_S
+    return fastest > SLOW_RATIO * best + SLOW_S
+
+
 @contextlib.contextmanager
 def _out_of_memory_left_out(outcome, name):
     """Record a candidate that runs out of CUDA memory as left out instead of failing the call."""
@@ -125,7 +135,7 @@ def calibrate(strategies, product, func, params, args, budget):
     while racing and rounds < MAX_ROUNDS and (rounds == 0 or spent < TARGET_S * len(racing)):
         best = min(outcome.times.values())
         for name, candidate in list(racing.items()):
-            if rounds and outcome.times[name] > ABORT_RATIO * best + NOISE_S:
+            if _cannot_win(outcome.times[name], best, runs=1 + rounds):
                 del racing[name]
                 continue
             with _out_of_memory_left_out(outcome, name):
