@@ -9,9 +9,9 @@ Settings come from the environment, read on first use, or from :func:`configure_
 - ``GVP_BENCH_RESULTS`` / ``results``: the user's own results files or folders of them
   (``os.pathsep``-separated in the variable), searched before the reference results shipped in
   the repository's ``results/``.
-- ``GVP_BENCH_AUTO_MEMORY`` / ``memory_budget``: what a candidate may use beyond its inputs and
-  result, as bytes (an int) or as a fraction of the memory free on the device (a float in
-  (0, 1]; default 0.5).
+- ``GVP_BENCH_AUTO_MEMORY`` / ``memory_budget``: the memory a candidate may take (estimated from
+  the sizes, beyond its inputs and result; on CUDA also its measured peak), as bytes (an int) or
+  as a fraction of the memory free on the device (a float in (0, 1]; default 0.5).
 
 The choices are a process-wide cache, from workload signature to the strategy chosen and why;
 configuring auto empties it.
