@@ -4,9 +4,12 @@ Time: :func:`time_call` runs ``torch.utils.benchmark.Timer.adaptive_autorange``:
 also picks how many calls make one sample (a block long enough for the timer's overhead to
 vanish), then samples until there are at least four and ``min_run_time`` seconds of them and
 their IQR is under 10% of the median, or ``max_run_time`` seconds have passed. The Timer fixes
-torch's intra-op threads for the measurement and synchronises the accelerator (CUDA) around
-every sample, so asynchronous kernels are counted. Each sample is seconds per call (a block's
-time over its call count); the median, the IQR and the samples themselves are kept.
+torch's intra-op threads for the measurement. On CUDA its default timer synchronises the device
+around every sample, so asynchronous kernels are counted; on the CPU, where nothing is
+asynchronous, the plain clock (``timeit.default_timer``, the Timer's default on machines
+without an accelerator) keeps the timer's overhead at tens of nanoseconds, so blocks stay
+short and samples many. Each sample is seconds per call (a block's time over its call count);
+the median, the IQR and the samples themselves are kept.
 
 Peak memory: :func:`peak_bytes` calls once more, outside the timed loop. On CUDA, the peak of
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, above what was allocated
@@ -21,6 +24,7 @@ import contextlib
 import gc
 import os
 import sys
+import timeit
 from dataclasses import dataclass
 
 import torch
@@ -41,11 +45,18 @@ class Timing:
         return len(self.samples_s)
 
 
-def time_call(call, *, threads, min_run_time, max_run_time):
-    """Time ``call()`` with torch.utils.benchmark (see the module docstring)."""
-    timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads)
+def time_call(call, *, device, threads, min_run_time, max_run_time):
+    """Time ``call()``, which computes on ``device``, with torch.utils.benchmark (see the module docstring)."""
+    clock = {} if torch.device(device).type == "cuda" else {"timer": timeit.default_timer}
+    timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads, **clock)
     measurement = timer.adaptive_autorange(STABLE_IQR, min_run_time=min_run_time, max_run_time=max_run_time)
     return Timing(measurement.median, measurement.iqr, list(measurement.times))
+
+
+def synchronize(device):
+    """Wait until the kernels queued on ``device`` have run (nothing to wait for on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def peak_bytes(call, device):
@@ -64,11 +75,11 @@ def peak_bytes(call, device):
 
 
 def _cuda_peak(call, device):
-    torch.cuda.synchronize(device)
+    synchronize(device)
     start = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     call()
-    torch.cuda.synchronize(device)
+    synchronize(device)
     return torch.cuda.max_memory_allocated(device) - start
 
 

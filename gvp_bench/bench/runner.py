@@ -85,8 +85,8 @@ def _is_out_of_memory(error):
 def _measure(workload, settings):
     """The measured fields of an ok row."""
     def time_call(call):
-        return measure.time_call(call, threads=settings.threads, min_run_time=settings.min_run_time,
-                                 max_run_time=settings.max_run_time)
+        return measure.time_call(call, device=workload.device, threads=settings.threads,
+                                 min_run_time=settings.min_run_time, max_run_time=settings.max_run_time)
 
     cell = prepare(workload)
     cell.product()  # warm-up; an unsupported product fails here, before any timing

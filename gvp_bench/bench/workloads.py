@@ -68,7 +68,7 @@ SUITES = {suite.name: suite for suite in (
     Suite("quick", "every strategy and op on five zoo models (CPU-friendly sizes), float32, k=8",
           models=(("mlp", "tiny"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
                   ("scalar5", "small")),
-          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.25, timeout_s=60),
+          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60),
     Suite("full", "every zoo model at small and medium size (and large on CUDA), k in 1, 8, 32, "
                   "float32 and float64",
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
