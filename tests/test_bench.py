@@ -338,12 +338,14 @@ def test_a_resumed_file_must_be_of_the_same_suite_and_machine(measured):
     header = json.loads(header)
     header["machine"]["torch"] = "1.0"
     measured.write_text(json.dumps(header) + "\n" + "".join(rows))
-    with pytest.raises(SystemExit, match=r"measured with another torch \(1.0 here "):
+    with pytest.raises(SystemExit, match=r"measured on another machine \(torch 1.0 there, .* here\)"):
         run_cli("--models", "scalar5", "--resume", "--out", str(measured))
 
 
-def test_cli_option_errors_are_one_line():
+def test_cli_option_errors_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
     for args, message in [(["--resume"], "--resume needs --out PATH"),
+                          (["--out", str(tmp_path / "file" / "run.jsonl")], "cannot write the results file"),
                           (["--models", "wide"], "no cells selected"),
                           (["--models", "nope"], "unknown model 'nope'")]:
         with pytest.raises(SystemExit) as stop:

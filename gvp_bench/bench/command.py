@@ -107,9 +107,9 @@ def _check_same_run(path, header, ours):
     theirs, mine = header.get("machine") or {}, ours["machine"]
     different = [name for name in SAME_MACHINE if theirs.get(name) != mine[name]]
     if different:
-        raise ResultsError(f"{path}: measured with another {', '.join(different)} ("
-                           + "; ".join(f"{theirs.get(name)} here {mine[name]}" for name in different)
-                           + "); measure this machine into another file")
+        raise ResultsError(f"{path}: measured on another machine ("
+                           + "; ".join(f"{name} {theirs.get(name)} there, {mine[name]} here" for name in different)
+                           + "); measure this one into another file")
 
 
 def main(args):
@@ -148,6 +148,8 @@ def main(args):
                           f"(--resume --out {path} completes it)", file=sys.stderr)
                     return 130
             print(summary.text(load(path), path))
+    except OSError as error:  # the results file (a cell's own errors are recorded in its row)
+        raise ResultsError(f"{path}: cannot write the results file: {error.strerror or error}") from None
     finally:
         torch.set_num_threads(threads_before)
     return 0

@@ -106,7 +106,8 @@ def measure_cell(workload, settings):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # workarounds are recorded in the row, not warned per call
             with time_limit(settings.timeout_s):
-                row.update(_measure(workload, settings), status="ok")
+                measured = _measure(workload, settings)
+        row.update(measured, status="ok")  # only once the time limit is off: a late alarm cannot leave half a row
     except CellTimeout as error:
         row.update(status="timeout", error=str(error))
     except UnsupportedError as error:

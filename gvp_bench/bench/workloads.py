@@ -73,7 +73,7 @@ SUITES = {suite.name: suite for suite in (
                   "float32 and float64",
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
           cuda_models=tuple(itertools.product(zoo.names(), ("large",))),
-          ks=(1, 8, 32), dtypes=("float32", "float64"), min_run_time=0.2, max_run_time=2.0, timeout_s=300),
+          ks=(1, 8, 32), dtypes=("float32", "float64"), min_run_time=0.2, max_run_time=2.0, timeout_s=120),
 )}
 
 
