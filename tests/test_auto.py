@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import gvp_bench
-from gvp_bench import zoo
+from gvp_bench import cli, zoo
 from gvp_bench.autotune import candidates, measured
 from gvp_bench.autotune.calibration import Calibration, calibrate
 from gvp_bench.autotune.signature import Workload, signature
 from gvp_bench.conformance import case_by_name, run_cell
-from gvp_bench.results import ResultsWriter, new_header
+from gvp_bench.results import ResultsWriter, new_header, read
 from gvp_bench.workarounds import WorkaroundWarning
 
 auto_module = importlib.import_module("implementations.auto")
@@ -180,6 +180,21 @@ def test_results_give_the_measured_best_without_timing(calibrations, tmp_path):
     torch.testing.assert_close(result, 2 * torch.cos(x.detach()))
     assert AUTO.last_choice == "func_vmap"
     assert AUTO.last_reason.startswith("measured: mine.jsonl model_jvp m/small: func_vmap 1 ms vs forward_dual 2 ms")
+    assert calibrations == []
+
+
+def test_a_benchmark_run_is_what_auto_reads(calibrations, tmp_path):
+    path = tmp_path / "run.jsonl"
+    assert cli.main(["run", "--quiet", "--threads", "1", "--min-run-time", "0.001", "--max-run-time", "0.01",
+                     "--models", "mlp", "--ops", "model_jvp", "--strategies", "double_backward,forward_dual",
+                     "--out", str(path)]) == 0
+    entry = zoo.build("mlp", "tiny")
+    rows = read(path)[1]
+    assert {(row["parameters"], row["outputs"]) for row in rows} == {(entry.parameter_count, entry.output_size)}
+    gvp_bench.configure_auto(results=[path])
+    gvp_bench.model_jvp(entry.model, entry.x, [torch.ones_like(p) for p in entry.params])
+    fastest = min(rows, key=lambda row: row["median_s"])["strategy"]
+    assert AUTO.last_choice == fastest and AUTO.last_reason.startswith("measured: run.jsonl model_jvp mlp/tiny: ")
     assert calibrations == []
 
 
