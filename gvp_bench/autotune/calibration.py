@@ -7,10 +7,12 @@ one run each per round, so that a burst of load from elsewhere on a shared machi
 all alike, until the rounds have taken :data:`TARGET_S` per candidate or :data:`MAX_ROUNDS`
 rounds (at least one round). A candidate's time is its fastest run, the warm-up included (a run
 is slowed by whatever else runs, never sped up). A candidate stops once it cannot win: after
-three runs, when its fastest is over :data:`ABORT_RATIO` times the best plus :data:`NOISE_S`;
-before that only when it is over :data:`SLOW_RATIO` times the best plus :data:`SLOW_S`, since the
-first two calls of a strategy in a process can take hundreds of milliseconds, then a few more, of
-one-time set-up. So a slow candidate costs three runs, an expensive hopeless one its warm-up.
+:data:`RUNS_TO_TELL` runs, when its fastest is over :data:`ABORT_RATIO` times the best plus
+:data:`NOISE_S`; before that only when it is over :data:`SLOW_RATIO` times the best plus
+:data:`SLOW_S`. The first two calls of a strategy in a process can take hundreds of
+milliseconds, then a few more, of one-time set-up, and on a loaded machine (4 times slower
+forward passes while other jobs ran on the 2 cores) three runs were not enough to get one
+undisturbed. So a slow candidate costs five runs, an expensive hopeless one its warm-up.
 
 Calibration leaves no trace: every run starts from the caller's random state and restores it
 afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
@@ -28,6 +30,7 @@ from ..errors import UnsupportedError
 
 TARGET_S = 0.03
 MAX_ROUNDS = 20
+RUNS_TO_TELL = 5
 ABORT_RATIO = 2.0
 NOISE_S = 0.002
 SLOW_RATIO = 10.0
@@ -98,7 +101,7 @@ class _Candidate:
 
 def _cannot_win(fastest, best, runs):
     """Whether a candidate whose fastest of ``runs`` runs took ``fastest`` seconds should stop."""
-    if runs >= 3:
+    if runs >= RUNS_TO_TELL:
         return fastest > ABORT_RATIO * best + NOISE_S
     return fastest > SLOW_RATIO * best + SLOW_S
 
