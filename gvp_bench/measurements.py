@@ -15,8 +15,6 @@ import pandas as pd
 from .results import CELL_KEY, ResultsError, load
 
 AUTO = "auto"  # the strategy that hands each call to one of the others: measured, never ranked against them
-# The fingerprint fields that name a machine, in order of preference; the run id otherwise.
-MACHINE_NAME_FIELDS = ("name", "hostname", "host", "node")
 
 
 def expand(paths):
@@ -37,16 +35,24 @@ def expand(paths):
     return [os.fspath(path) for path in files]
 
 
+def _machine_name(machine):
+    """``'AMD EPYC 7763 (2 cores) + NVIDIA H100 80GB HBM3'`` from a fingerprint, or None without a cpu."""
+    if not machine.get("cpu"):
+        return None
+    cores = f" ({machine['cpu_usable']} cores)" if machine.get("cpu_usable") else ""
+    return machine["cpu"] + cores + (f" + {machine['gpu']}" if machine.get("gpu") else "")
+
+
 def _machine(frame):
-    for field in MACHINE_NAME_FIELDS:
-        column = f"machine_{field}"
-        if column in frame:
-            return frame[column].fillna(frame["run_id"]).astype(str)
-    return frame["run_id"].astype(str)
+    fields = [c for c in frame.columns if c.startswith("machine_")]
+    names = [_machine_name({c.removeprefix("machine_"): v for c, v in zip(fields, values) if pd.notna(v)})
+             for values in frame[fields].itertuples(index=False)]
+    return pd.Series([name or f"run {run}" for name, run in zip(names, frame.run_id)], index=frame.index)
 
 
 def load_frame(paths):
-    """Every row of the results files ``paths``, with ``machine``: the name of the machine it ran on."""
+    """Every row of the results files ``paths``, with ``machine``: the machine it ran on, named by its
+    fingerprint's CPU, usable cores and GPU (the run id for a fingerprint without them)."""
     frame = load(expand(paths))
     return frame.assign(machine=_machine(frame))
 

@@ -98,19 +98,20 @@ def _table(recommendation):
     best = recommendation.ranked.median_s.min()
     rows = []
     for rank, (_, row) in enumerate(recommendation.cells.iterrows(), start=1):
+        shown = dict.fromkeys(["median time", "IQR", "forward passes", "peak memory", "vs best", "why"], "")
+        shown.update({"rank": "-" if row.status != "ok" or row.strategy == AUTO else rank,
+                      "strategy": row.strategy, "status": row.status})
         if row.status != "ok":
-            rows.append(dict(rank="-", strategy=row.strategy, status=row.status,
-                             why=str(row.error).splitlines()[0][:100] if pd.notna(row.error) else ""))
-            continue
-        q1, q3 = (units.seconds(value) for value in pd.Series(samples(row)).quantile([0.25, 0.75]))
-        rows.append(dict(rank="-" if row.strategy == AUTO else rank, strategy=row.strategy, status="ok",
-                         time=units.seconds(row.median_s), IQR=f"{q1} - {q3}",
-                         forward_passes="" if pd.isna(row.forward_ratio) else f"{row.forward_ratio:.3g}",
-                         memory=units.size_in_bytes(row.peak_bytes), vs_best=units.ratio(row.median_s / best)))
-    columns = ["rank", "strategy", "status", "time", "IQR", "forward_passes", "memory", "vs_best", "why"]
-    return pd.DataFrame(rows).reindex(columns=columns).fillna("").rename(
-        columns={"time": "median time", "forward_passes": "forward passes", "memory": "peak memory",
-                 "vs_best": "vs best"})
+            shown["why"] = str(row.error).splitlines()[0][:100] if pd.notna(row.error) else ""
+        else:
+            q1, q3 = (units.seconds(value) for value in pd.Series(samples(row)).quantile([0.25, 0.75]))
+            shown.update({"median time": units.seconds(row.median_s), "IQR": f"{q1} - {q3}",
+                          "forward passes": "" if pd.isna(row.forward_ratio) else f"{row.forward_ratio:.3g}",
+                          "peak memory": units.size_in_bytes(row.peak_bytes),
+                          "vs best": units.ratio(row.median_s / best)})
+        rows.append(shown)
+    return pd.DataFrame(rows)[["rank", "strategy", "status", "median time", "IQR", "forward passes", "peak memory",
+                               "vs best", "why"]]
 
 
 def render(recommendation):

@@ -10,8 +10,8 @@ import numpy as np
 
 from gvp_bench.results import ResultsWriter, new_header
 
-MACHINE = dict(hostname="ci-runner", cpu="2-core x86_64", gpu=None, torch="2.14.1", python="3.12.3",
-               platform="Linux-6.8-x86_64")
+MACHINE = dict(cpu="AMD EPYC 7763 64-Core Processor", cpu_cores=2, cpu_usable=2, gpu=None, gpu_count=0,
+               torch="2.14.1", python="3.12.3", platform="Linux-6.8-x86_64", git_commit="0" * 40, threads=2)
 FORWARD_S = {"mlp": 2e-3, "cnn": 5e-3, "transformer": 3e-3}
 SIZES = {"mlp": ("tiny", "small"), "cnn": ("small",), "transformer": ("small",)}
 INPUT_BYTES = {"mlp": 2 ** 20, "cnn": 4 * 2 ** 20, "transformer": 3 * 2 ** 20}
@@ -40,40 +40,45 @@ def _failure(op, model, size, strategy, k):
     return None
 
 
-def _workloads():
-    for model, sizes in SIZES.items():
-        for size in sizes:
+def _workloads(models):
+    for model in models:
+        for size in SIZES[model]:
             for op in OPS:
                 for k in (KS if op.startswith("batch") else (None,)):
                     yield op, model, size, k
 
 
-def cells(seed=0, drift=1.0, cell_noise=0.0, sample_noise=0.2):
-    """The rows of one synthetic run. ``drift`` scales every time (the machine's speed that day),
+def ok_row(op, model, size, strategy, median, *, rng, noise=0.2, k=None, peak_bytes=2 ** 20, forward_s=1e-3,
+           device="cpu", dtype="float32"):
+    """A measured cell whose RUNS samples are lognormal around ``median`` with sigma ``noise``."""
+    samples = median * np.exp(rng.normal(0, noise, RUNS))
+    q1, q3 = np.percentile(samples, [25, 75])
+    return dict(op=op, model=model, size=size, strategy=strategy, device=device, dtype=dtype, k=k, status="ok",
+                samples_s=samples.tolist(), median_s=float(np.median(samples)), iqr_s=float(q3 - q1), runs=RUNS,
+                peak_bytes=int(peak_bytes), forward_median_s=forward_s,
+                forward_ratio=float(np.median(samples)) / forward_s, threads=2, workarounds=[])
+
+
+def cells(seed=0, drift=1.0, cell_noise=0.0, sample_noise=0.2, models=tuple(SIZES)):
+    """The rows of one synthetic run of ``models``. ``drift`` scales every time (the machine's speed that day),
     ``cell_noise`` is the lognormal sigma of a per-cell shift (load that comes and goes between
     cells), ``sample_noise`` the lognormal sigma of the samples within a cell."""
     rng = np.random.default_rng(seed)
     rows = []
-    for op, model, size, k in _workloads():
+    for op, model, size, k in _workloads(models):
         scale = 0.25 if size == "tiny" else 1.0
         forward = FORWARD_S[model] * scale * drift
         products = k or (40 * scale if op == "full_jacobian" else 1)
         for strategy, (cost, memory, per_tangent) in STRATEGIES.items():
-            row = dict(op=op, model=model, size=size, strategy=strategy, device="cpu", dtype="float32", k=k,
-                       threads=2, workarounds=[], forward_median_s=forward)
             failure = _failure(op, model, size, strategy, k)
             if failure:
-                row.update(status=failure[0], error=failure[1])
-                rows.append(row)
+                rows.append(dict(op=op, model=model, size=size, strategy=strategy, device="cpu", dtype="float32",
+                                 k=k, status=failure[0], error=failure[1], threads=2, forward_median_s=forward))
                 continue
             median = forward * cost * products ** 0.8 * float(np.exp(rng.normal(0, cell_noise)))
-            samples = median * np.exp(rng.normal(0, sample_noise, RUNS))
-            q1, q3 = np.percentile(samples, [25, 75])
-            row.update(status="ok", samples_s=samples.tolist(), median_s=float(np.median(samples)),
-                       iqr_s=float(q3 - q1), runs=RUNS,
-                       peak_bytes=int(INPUT_BYTES[model] * scale * (memory + per_tangent * products)),
-                       forward_ratio=float(np.median(samples)) / forward)
-            rows.append(row)
+            rows.append(ok_row(op, model, size, strategy, median, rng=rng, noise=sample_noise, k=k,
+                               peak_bytes=INPUT_BYTES[model] * scale * (memory + per_tangent * products),
+                               forward_s=forward))
     return rows
 
 

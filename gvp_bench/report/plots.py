@@ -10,6 +10,7 @@ place, or a hollow marker on the bottom edge), never left out.
 
 import functools
 import os
+import re
 
 import matplotlib
 
@@ -41,7 +42,8 @@ def _colours(strategies):
 
 
 def _slug(*parts):
-    return "-".join(str(part) for part in parts if str(part)).replace("/", "_").replace(" ", "_")
+    """A file name part: letters, digits, '.', '_' and '-' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(part) for part in parts))
 
 
 def _save(figure, directory, name, caption):

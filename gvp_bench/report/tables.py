@@ -76,7 +76,7 @@ def status_counts(cells):
 def _winner(group):
     ok = group[(group.status == "ok") & (group.strategy != AUTO)].sort_values("median_s")
     failed = sorted(group.strategy[group.status != "ok"])
-    row = dict(winner="none ran", time="", runner_up="", margin="", noise="",
+    row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", auto="",
                not_ok=", ".join(failed))
     if len(ok):
         best = ok.iloc[0]
@@ -97,9 +97,8 @@ def winners(cells):
     rows = []
     for key, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
         rows.append(dict(zip(WORKLOAD, key), **_winner(group)))
-    columns = ["winner", "time", "memory", "runner_up", "margin", "noise", "auto", "not_ok"]
-    table = pd.DataFrame(rows).reindex(columns=WORKLOAD + columns)
-    table = table.assign(k=table.k.map(_k_text)).fillna("")
+    table = pd.DataFrame(rows)
+    table["k"] = table.k.map(_k_text)
     ops = op_order(cells)
     table = table.sort_values(["op", "model", "size", "device", "dtype", "k"],
                               key=lambda c: c.map(ops.index) if c.name == "op" else c, kind="stable")
