@@ -6,7 +6,8 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
   all cells of the ratio of the plain forward passes, which both runs measured and no change to a
   strategy touches (so a machine that ran 20% slower for everything is not a regression). The cell
   is **slower** when that ratio is beyond the limit and a one-sided Mann-Whitney U test on the
-  two runs' per-call samples is significant (p < 0.05). The limit is the threshold (10% by
+  two runs' per-call samples is significant (p < 0.05); cells with too few samples for the test
+  to reach 0.05 at all (3 against 3 or fewer) are judged on the limit alone. The limit is the threshold (10% by
   default) or, when larger, the noise floor of the pair of runs: z robust standard deviations
   (1.4826 x the median absolute deviation, which a minority of real regressions does not move)
   of the log time ratios over all N cells, the run-to-run noise that honest cells show; z is the
@@ -87,11 +88,16 @@ def _status_verdict(row):
     return ("" if new == base else f"{base} -> {new}"), False
 
 
+def _significant(p):
+    """p < ALPHA; a cell whose samples are too few for the test (p is NaN) is not held back by it."""
+    return pd.isna(p) or p < stats.ALPHA
+
+
 def _time_verdict(row, threshold, limit):
     ratio = row.corrected
-    if ratio > 1 + limit and row.p_slower < stats.ALPHA:
+    if ratio > 1 + limit and _significant(row.p_slower):
         return "slower", True
-    if ratio < 1 / (1 + limit) and row.p_faster < stats.ALPHA:
+    if ratio < 1 / (1 + limit) and _significant(row.p_faster):
         return "faster", False
     if ratio > 1 + threshold or ratio < 1 / (1 + threshold):
         return "within noise", False
@@ -121,10 +127,11 @@ def _verdicts(table, threshold, limit):
 
 
 def _p_values(table):
+    """The one-sided p-values of slower and faster per cell; NaN where the samples are too few."""
     slower, faster = [], []
     for _, row in table.iterrows():
-        if row.status_base == "ok" and row.status_new == "ok":
-            base, new = samples(row, "_base"), samples(row, "_new")
+        base, new = samples(row, "_base"), samples(row, "_new")
+        if row.status_base == "ok" and row.status_new == "ok" and stats.testable(len(base), len(new)):
             slower.append(stats.mann_whitney_greater(base, new))
             faster.append(stats.mann_whitney_greater(new, base))
         else:
@@ -174,9 +181,10 @@ def _display(table):
         base_time, base_memory = _cell(row, "base")
         new_time, new_memory = _cell(row, "new")
         p = min(row.p_slower, row.p_faster)
+        both = row.status_base == "ok" and row.status_new == "ok"
         rows.append({"verdict": row.verdict, "cell": workload(row), "base": base_time, "new": new_time,
                      "ratio": units.ratio(row.time_ratio), "corrected": units.ratio(row.corrected),
-                     "p": "" if pd.isna(p) else f"{p:.1g}", "base memory": base_memory,
+                     "p": f"{p:.1g}" if pd.notna(p) else "few samples" if both else "", "base memory": base_memory,
                      "new memory": new_memory, "memory ratio": units.ratio(row.memory_ratio)})
     return pd.DataFrame(rows, columns=["verdict", "cell", "base", "new", "ratio", "corrected", "p", "base memory",
                                        "new memory", "memory ratio"])
@@ -193,7 +201,8 @@ def _reason(row):
         return row.verdict + (f" ({str(row.error_new).splitlines()[0][:120]})" if pd.notna(row.error_new) else "")
     parts = []
     if "slower" in row.verdict:
-        parts.append(f"time {units.ratio(row.corrected)} (p={row.p_slower:.1g})")
+        test = f"p={row.p_slower:.1g}" if pd.notna(row.p_slower) else "too few samples to test"
+        parts.append(f"time {units.ratio(row.corrected)} ({test})")
     if "more memory" in row.verdict:
         parts.append(f"memory {units.ratio(row.memory_ratio)} ({units.size_in_bytes(row.peak_bytes_base)} -> "
                      f"{units.size_in_bytes(row.peak_bytes_new)})")
@@ -216,7 +225,8 @@ def render(comparison, markdown=False, only_changed=False):
              if comparison.noise_cells >= MIN_CELLS_FOR_NOISE else
              f"too few cells ({comparison.noise_cells}) to measure the noise floor")
     lines.append(f"A time change counts beyond {comparison.limit:.0%} (threshold {comparison.threshold:.0%}; {noise}) "
-                 f"with p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples); memory beyond "
+                 f"with p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples, where they are enough); "
+                 "memory beyond "
                  f"{comparison.threshold:.0%} and {units.size_in_bytes(MEMORY_FLOOR_BYTES)}.")
     display = _display(shown)
     if len(display):

@@ -4,6 +4,8 @@
   the tie and continuity corrections) that the samples of one cell tend to be larger than those
   of another. It makes no assumption on the shape of the timing distribution, which on a shared
   machine is skewed and heavy-tailed.
+- :func:`testable`: whether two samples are large enough for that test to reach significance at
+  all (3 against 3 samples or fewer cannot: their smallest p is 0.05 or more).
 - :func:`robust_spread`: the standard deviation of a set of values estimated from their median
   absolute deviation, which a minority of outliers (the real regressions) does not move.
 - :func:`overlap`: whether two sets of samples cannot be told apart (their interquartile ranges
@@ -41,6 +43,12 @@ def mann_whitney_greater(a, b):
         return 1.0
     z = (u_b - n_a * n_b / 2 - 0.5) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def testable(n_a, n_b, alpha=ALPHA):
+    """Whether samples of sizes ``n_a`` and ``n_b`` can be significant at ``alpha``: the most extreme
+    outcome (every value of one above every value of the other) has p = 1 / C(n_a + n_b, n_a)."""
+    return n_a > 0 and n_b > 0 and 1 / math.comb(n_a + n_b, n_a) < alpha
 
 
 def robust_spread(values):

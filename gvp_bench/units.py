@@ -29,6 +29,8 @@ def size_in_bytes(value):
         value /= 1024
 
 
-def ratio(value):
-    """``1.234`` -> ``'1.23x'``."""
-    return "" if _missing(value) else f"{value:.3g}x"
+def ratio(value, digits=3):
+    """``1.234`` -> ``'1.23x'``; ``1234.5`` -> ``'1234x'`` (no exponent)."""
+    if _missing(value):
+        return ""
+    return f"{value:.{digits}g}x" if abs(value) < 10 ** digits else f"{value:.0f}x"

@@ -9,7 +9,6 @@ measured. Results of several machines merge: the device then names the machine (
 
 import os
 
-import numpy as np
 import pandas as pd
 
 from ..measurements import latest, load_frame
@@ -80,24 +79,22 @@ def _failures(cells):
 
 
 def _method(cells):
-    ok = cells[cells.status == "ok"]
-    runs = ok.runs.dropna()
+    runs = cells[cells.status == "ok"].runs.dropna().astype(int)
     workarounds = pd.Series([w for ws in cells.workarounds.dropna() for w in ws], dtype=object).value_counts()
     return [Heading("How it was measured"), Bullets([
-        "Measured by `gvp-bench run`, one cell (op x model x size x strategy x device x dtype x k) at a time, "
-        "each cell's results written as soon as it is measured.",
-        f"Time: the median of the timed calls of a cell ({_span(runs.astype(int))} calls per cell), with the "
-        "interquartile range; every call's time is kept in the results files (`samples_s`), which "
-        "`gvp-bench compare` tests.",
+        "By `gvp-bench run`, one cell (op x model x size x strategy x device x dtype x k) at a time, each "
+        "written to the results file as soon as it is measured.",
+        f"Time: samples of seconds per call, each the mean over a block of calls (torch.utils.benchmark), "
+        f"{_span(runs)} samples per cell; the tables and figures show their median, the interquartile range "
+        "decides what is within noise, and `gvp-bench compare` tests the samples themselves.",
         "In forward passes: the median time over the median time of the plain forward pass of the same model, "
-        "measured in the same run, which makes machines and loads comparable.",
-        "Peak memory: the peak allocated above what the inputs already hold.",
+        "size, device and dtype in the same run: a cost that compares across machines.",
+        "Peak memory: the most memory torch allocates during one call above what was allocated before it "
+        "(CUDA: the allocator's peak counter; CPU: torch.profiler's allocation records).",
         f"Torch intra-op threads: {_span(cells.threads.dropna().astype(int))}; dtypes: "
         f"{', '.join(sorted(set(cells.dtype)))}; devices: {', '.join(sorted(set(cells.device)))}.",
         "Scoped workarounds the strategies needed (see the README): " + (
             ", ".join(f"`{name}` in {count} cell(s)" for name, count in workarounds.items()) or "none") + ".",
-        f"Cells measured: {len(cells)}; ok: {len(ok)}; median time over ok cells "
-        f"{np.median(ok.median_s) * 1e3:.3g} ms." if len(ok) else f"Cells measured: {len(cells)}; none ran.",
     ])]
 
 

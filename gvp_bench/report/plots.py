@@ -1,11 +1,12 @@
-"""The report's figures, drawn with matplotlib (Agg, no display) and saved as PNG files.
+"""The report's figures, drawn with matplotlib and saved as PNG files.
 
-Each function takes the measured cells of one group (a device and dtype, or a model workload), the
-strategies of the whole report (so colours and rows agree between figures) and a folder, saves one
-figure there and returns it as a :class:`~gvp_bench.report.render.Figure` (None when the group has
-nothing to draw). Times and memory are on log scales; each strategy keeps one
-colour in every figure; a cell that did not run is drawn as such (its status written in its
-place, or a hollow marker on the bottom edge), never left out.
+The figures are ``matplotlib.figure.Figure`` objects, never pyplot's: no display or GUI backend
+is involved, Agg renders the PNGs, and nothing global is left behind. Each function takes the
+measured cells of one group (a device and dtype, or a model workload), the strategies of the
+whole report (so that colours and rows agree between figures) and a folder; it saves one figure
+there and returns it as a :class:`~gvp_bench.report.render.Figure` (None when the group has
+nothing to draw). Times and memory are on log scales; a cell that did not run is drawn as such
+(its status written in its place, or a hollow marker on the bottom edge), never left out.
 """
 
 import functools
@@ -13,21 +14,18 @@ import os
 import re
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, NullLocator
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
-
-from .. import units  # noqa: E402
-from ..measurements import AUTO  # noqa: E402
-from .render import Figure as Saved  # noqa: E402
-from .tables import op_order, ordered  # noqa: E402
+from .. import units
+from ..measurements import AUTO
+from .render import Figure as Saved
+from .tables import op_order, ordered
 
 DPI = 100
 MARKERS = "osD^vP*Xph"
@@ -84,7 +82,7 @@ def _overview_axis(axis, cells, strategies, op):
             i = strategies.index(row.strategy)
             if row.status == "ok":
                 grid[i, j] = max(row.median_s / best, 1.0)
-                axis.text(j, i, f"{row.median_s / best:.2g}x", ha="center", va="center", fontsize=8,
+                axis.text(j, i, units.ratio(row.median_s / best, digits=2), ha="center", va="center", fontsize=8,
                           fontweight="bold" if row.median_s == best else "normal")
             else:
                 axis.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.92",
