@@ -121,8 +121,8 @@ def render(recommendation):
     asked_text = " ".join(f"{name}={asked[name]}" for name in FIELDS if asked[name] is not None)
     lines = [f"{asked['op']} on {asked['model']}" + (f" ({asked_text})" if asked_text else "") + ":"]
     differences = _differences(recommendation)
-    measured = (f"{workload(first, with_strategy=False)}, measured on {first.machine} "
-                f"(run {first.run_id}, {str(first.measured_at)[:10]})")
+    measured = (f"{workload(first, with_strategy=False)}, measured on {first.machine}, run {first.run_id} of "
+                f"{str(first.measured_at)[:10]}")
     lines.append(f"No exact measurement; using the nearest measured workload, {measured}: {'; '.join(differences)}."
                  if differences else f"Measured workload: {measured}.")
     lines += ["", _table(recommendation).to_markdown(index=False, tablefmt="simple"), ""]
@@ -139,12 +139,14 @@ def render(recommendation):
         memory = ""
         if pd.notna(second.peak_bytes) and pd.notna(best.peak_bytes) and best.peak_bytes and second.peak_bytes:
             ratio = second.peak_bytes / best.peak_bytes
-            memory = f"; {second.strategy} needs " + (f"{units.ratio(1 / ratio)} less memory" if ratio < 1
-                                                      else f"{units.ratio(ratio)} the memory")
+            memory = f"; {second.strategy} needs " + (
+                "about the same memory" if 0.95 < ratio < 1.05 else
+                f"{units.ratio(1 / ratio)} less memory" if ratio < 1 else f"{units.ratio(ratio)} the memory")
         lines.append(f"{best.strategy} and {second.strategy} are within noise of each other "
-                     f"({units.ratio(second.median_s / best.median_s)}, their samples overlap): either may win "
-                     f"another run{memory}.")
+                     f"({units.ratio(second.median_s / best.median_s)}; their samples overlap or are too few to tell "
+                     f"them apart): either may win another run{memory}.")
     elif len(ranked) > 1:
-        lines.append(f"The runner-up, {ranked.iloc[1].strategy}, is {units.ratio(ranked.iloc[1].median_s / best.median_s)} "
-                     "slower, beyond noise.")
+        second = ranked.iloc[1]
+        lines.append(f"The runner-up, {second.strategy}, is {units.ratio(second.median_s / best.median_s)} slower, "
+                     "beyond noise.")
     return "\n".join(lines)

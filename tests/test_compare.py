@@ -112,3 +112,21 @@ def test_robust_spread_ignores_a_minority_of_outliers():
     values = np.random.default_rng(0).normal(0, 0.1, 200)
     values[:20] = 5
     assert stats.robust_spread(values) == pytest.approx(0.1, rel=0.25)
+
+
+def test_a_cell_with_too_few_samples_for_the_test_is_judged_on_the_limit(tmp_path, capsys):
+    rows = synthetic.cells(seed=0, models=("mlp",))
+    for row in rows:
+        if all(row.get(name) == value for name, value in SLOW_CELL.items()):
+            row.update(samples_s=row["samples_s"][:2], runs=2)
+    status, out = _compare(tmp_path, rows, synthetic.slower(rows, 1.5, **SLOW_CELL), capsys)
+    assert status == 1
+    assert "batch_jvp mlp/small k=16 cpu float32 func_vmap: time 1.5x (too few samples to test)" in out
+
+
+def test_runs_of_another_set_up_are_warned_about(tmp_path, capsys):
+    rows = synthetic.cells(seed=0, models=("mlp",))
+    base = synthetic.write(tmp_path / "base.jsonl", rows)
+    new = synthetic.write(tmp_path / "new.jsonl", rows, machine=dict(synthetic.MACHINE, threads=1, git_commit="1" * 40))
+    assert cli.main(["compare", str(base), str(new)]) == 0
+    assert "warning: the runs differ in more than the code (threads 2 vs 1)" in capsys.readouterr().out
