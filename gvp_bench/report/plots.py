@@ -29,6 +29,8 @@ from .tables import op_order, ordered
 
 DPI = 100
 MARKERS = "osD^vP*Xph"
+OVERVIEW_MAX = 100  # the overview's colour scale: 1x (green) to 100x the fastest and beyond (red), in every report
+DODGE = 1.04  # sideways nudge between strategies on log x axes, as a factor
 FAILED_COLOUR = {"unsupported": "0.45"}  # every other status that did not run: red
 SECONDS = FuncFormatter(lambda value, _: units.seconds(value))
 BYTES = FuncFormatter(lambda value, _: units.size_in_bytes(value))
@@ -89,8 +91,7 @@ def _overview_axis(axis, cells, strategies, op):
                                                             hatch="//", edgecolor="0.75", linewidth=0))
                 axis.text(j, i, row.status, ha="center", va="center", fontsize=7,
                           color=FAILED_COLOUR.get(row.status, "tab:red"))
-    image = axis.imshow(grid, cmap="RdYlGn_r", norm=LogNorm(1, max(10, np.nanmax(grid, initial=1))),
-                        aspect="auto")
+    image = axis.imshow(grid, cmap="RdYlGn_r", norm=LogNorm(1, OVERVIEW_MAX, clip=True), aspect="auto")
     axis.set_xticks(range(len(columns)), columns, fontsize=8)
     axis.set_yticks(range(len(strategies)), strategies, fontsize=8)
     axis.set_title(op, fontsize=10, loc="left")
@@ -106,7 +107,8 @@ def overview(cells, strategies, directory):
     axes = figure.subplots(len(ops), 1, squeeze=False)[:, 0]
     for axis, op in zip(axes, ops):
         image = _overview_axis(axis, cells[cells.op == op], strategies, op)
-    figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.6)
+    bar = figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.6, extend="max")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: units.ratio(value)))
     figure.suptitle(f"Time relative to the fastest strategy ({_group_label(device, dtype)}); "
                     "hatched: did not run", fontsize=11)
     return _save(figure, directory, f"overview-{_slug(device, dtype)}.png",
@@ -171,14 +173,18 @@ def model_bars(cells, strategies, directory):
 # -- growth: with k for batch ops, with output size for full_jacobian ------------------------------
 
 def _lines(axis, points, x, value, colours, by=("strategy",), marker_of=lambda row: "o"):
-    """One line per group ``by`` through the ok points, hollow bottom markers for the others."""
+    """One line per group ``by`` through the ok points, hollow bottom markers for the others; each
+    strategy's points are nudged sideways (by a few percent of the log x axis) so equal values do
+    not hide one another."""
+    strategies = list(colours)
     for _, line in points.groupby(list(by), sort=False):
         line = line.sort_values(x)
-        ok = line[(line.status == "ok") & line[value].notna()]
         first = line.iloc[0]
-        axis.plot(ok[x], ok[value], marker=marker_of(first), color=colours[first.strategy], linewidth=1.5)
+        nudge = DODGE ** (strategies.index(first.strategy) - (len(strategies) - 1) / 2)
+        ok = line[(line.status == "ok") & line[value].notna()]
+        axis.plot(ok[x] * nudge, ok[value], marker=marker_of(first), color=colours[first.strategy], linewidth=1.5)
         for row in line[line.status != "ok"].itertuples():
-            _fail_bottom(axis, getattr(row, x), colours[row.strategy], marker_of(row))
+            _fail_bottom(axis, getattr(row, x) * nudge, colours[row.strategy], marker_of(row))
     _log_y(axis, value)
     axis.set_xscale("log")
     axis.set_xticks(sorted(set(points[x])), [f"{v:g}" for v in sorted(set(points[x]))])
