@@ -77,3 +77,9 @@ def test_machines_merge_with_the_device_naming_the_machine(tmp_path):
 
     devices = set(_with_machine_in_device(latest(frame)).device)
     assert devices == {"cpu @ AMD EPYC 7763 64-Core Processor (2 cores)", "cpu @ Intel Xeon 8480+ (2 cores)"}
+
+
+def test_a_file_without_cells_is_an_error(tmp_path):
+    empty = synthetic.write(tmp_path / "empty.jsonl", [])
+    with pytest.raises(SystemExit, match="no measured cells to report"):
+        cli.main(["report", str(empty), "--out", str(tmp_path / "report")])

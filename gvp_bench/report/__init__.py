@@ -4,7 +4,8 @@ index.html and the PNG figures both show.
 The sections: what was read; the cells per strategy by status; an overview figure per device and
 dtype; the winner table; full_jacobian against output size; per model workload, its figures and
 its time and memory tables; every cell that did not run, with why; the machines; how it was
-measured. Results of several machines merge: the device then names the machine (``cpu @ host``).
+measured. Results of several machines merge: the device then names the machine
+(``cpu @ AMD EPYC 7763 (2 cores)``).
 """
 
 import os
@@ -12,6 +13,7 @@ import os
 import pandas as pd
 
 from ..measurements import latest, load_frame
+from ..results import ResultsError
 from . import plots, tables
 from .render import Bullets, Heading, Table, Text, markdown, page
 
@@ -63,6 +65,10 @@ def _winners(cells):
 
 def _models(cells, strategies, directory):
     blocks = [Heading("Per model")]
+    ks = sorted(set(cells.k.dropna().astype(int)))
+    if len(ks) == 1:
+        blocks.append(Text(f"The batch ops ran at k = {ks[0]} only: no figure of growth with k (the full suite "
+                           "measures several k)."))
     for (model, size, device, dtype), group in cells.groupby(["model", "size", "device", "dtype"], sort=True):
         blocks += [Heading(f"{model}/{size} on {device}, {dtype}", 3),
                    plots.model_bars(group, strategies, directory),
@@ -102,6 +108,8 @@ def write_report(paths, directory):
     """Read the results files ``paths`` and write the report into ``directory``; returns index.md's path."""
     os.makedirs(directory, exist_ok=True)
     frame = load_frame(paths)
+    if not len(frame):
+        raise ResultsError(f"{', '.join(map(str, paths))}: no measured cells to report")
     cells = _with_machine_in_device(latest(frame))
     strategies = tables.strategy_order(cells)
     by_device = [group for _, group in cells.groupby(["device", "dtype"], sort=True)]
