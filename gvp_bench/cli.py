@@ -100,11 +100,6 @@ def build_parser():
     conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
     conformance.add_argument("--quiet", action="store_true", help="no progress bar")
     conformance.set_defaults(run=_conformance)
-    zoo_command = commands.add_parser("zoo", help="list the zoo's models with their sizes and costs")
-    zoo_command.add_argument("--models", type=_names, help="comma-separated names (default: all)")
-    zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
-    zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
-    zoo_command.set_defaults(run=_zoo)
     report = commands.add_parser("report", help="write index.md, a self-contained index.html and PNG plots")
     report.add_argument("results", nargs="+", help="results files, or folders of them (*.jsonl)")
     report.add_argument("--out", default="report", help="the report's folder (default: report)")
@@ -126,6 +121,11 @@ def build_parser():
     compare.add_argument("--format", choices=["text", "markdown"], default="text")
     compare.add_argument("--only-changed", action="store_true", help="list only the cells that changed beyond noise")
     compare.set_defaults(run=_compare)
+    zoo_command = commands.add_parser("zoo", help="list the zoo's models with their sizes and costs")
+    zoo_command.add_argument("--models", type=_names, help="comma-separated names (default: all)")
+    zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
+    zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
+    zoo_command.set_defaults(run=_zoo)
     return parser
 
 
