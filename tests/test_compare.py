@@ -26,7 +26,7 @@ def test_one_cell_one_and_a_half_times_slower_fails_naming_it(tmp_path, capsys):
     rows = synthetic.cells(seed=0, models=("mlp",))
     status, out = _compare(tmp_path, rows, synthetic.slower(rows, 1.5, **SLOW_CELL), capsys)
     assert status == 1
-    assert "1 regression(s):\n  batch_jvp mlp/small k=16 cpu float32 func_vmap: time 1.5x" in out
+    assert "1 regression(s):\n  batch_jvp mlp/small k=16 cpu float32 func_vmap: time 1.5x vs machine" in out
 
 
 @pytest.mark.parametrize("cell_noise, drift", [(0.0, 1.0), (0.12, 1.0), (0.12, 1.25)])
@@ -57,6 +57,17 @@ def test_drift_of_the_machine_is_not_a_regression_but_code_slower_everywhere_is(
     assert _compare(tmp_path, rows, slower, capsys)[0] == 1
 
 
+def test_load_that_its_own_forward_pass_saw_is_not_a_regression(tmp_path, capsys):
+    """A cell 3x slower with its forward pass, timed right after it, 3x slower too: a burst of load."""
+    rows = synthetic.cells(seed=0, models=("mlp",))
+    burst = [dict(row, forward_median_s=row["forward_median_s"] * 3) if all(
+        row.get(name) == value for name, value in SLOW_CELL.items()) else row for row in synthetic.slower(
+        rows, 3.0, **SLOW_CELL)]
+    status, out = _compare(tmp_path, rows, burst, capsys)
+    assert status == 0
+    assert "within noise  batch_jvp mlp/small k=16 cpu float32 func_vmap" in out
+
+
 def test_status_changes_and_one_sided_cells(tmp_path, capsys):
     rows = synthetic.cells(seed=0, models=("transformer",))
     new = [dict(row) for row in rows[1:]]  # the first cell only in BASE
@@ -70,6 +81,20 @@ def test_status_changes_and_one_sided_cells(tmp_path, capsys):
     assert "vjp transformer/small cpu float32 forward_dual: broken: ok -> error (RuntimeError: boom)" in out
     assert "fixed: unsupported -> ok" in out and "only in BASE" in out
     assert _last_lines(out).count("\n  ") == 1  # the one regression: neither the fix nor the missing cell
+
+
+@pytest.mark.parametrize("cell_noise, regression", [(0.0, True), (0.12, False)])
+def test_a_cell_that_timed_out_is_a_regression_only_in_quiet_runs(tmp_path, capsys, cell_noise, regression):
+    base = synthetic.cells(seed=1, cell_noise=cell_noise, models=("mlp",))
+    new = synthetic.cells(seed=1 if not cell_noise else 2, cell_noise=cell_noise, models=("mlp",))
+    cell = next(row for row in new if all(row.get(name) == value for name, value in SLOW_CELL.items()))
+    cell.update(status="timeout", error="over the time limit of 60 s per cell", samples_s=None, median_s=None)
+    status, out = _compare(tmp_path, base, new, capsys)
+    assert status == int(regression)
+    if regression:
+        assert "batch_jvp mlp/small k=16 cpu float32 func_vmap: timed out (over the time limit of 60 s" in out
+    else:
+        assert "timed out (within noise)  batch_jvp mlp/small k=16 cpu float32 func_vmap" in out
 
 
 def test_memory_regression(tmp_path, capsys):
@@ -93,8 +118,9 @@ def test_noise_floor_is_reported(tmp_path):
     base = synthetic.write(tmp_path / "base.jsonl", synthetic.cells(seed=1, cell_noise=0.12, models=("mlp",)))
     new = synthetic.write(tmp_path / "new.jsonl", synthetic.cells(seed=2, cell_noise=0.12, models=("mlp",)))
     comparison = compare_files([base], [new])
-    assert 0.1 < comparison.spread < 0.3  # two runs of sigma 0.12: about 0.17
-    assert comparison.limit == comparison.noise_floor > 0.10
+    for noise in (comparison.machine, comparison.forward):
+        assert 0.1 < noise.spread < 0.3  # two runs of sigma 0.12: about 0.17
+        assert comparison.limit(noise) == noise.floor > 0.10
 
 
 def test_mann_whitney():
@@ -121,7 +147,8 @@ def test_a_cell_with_too_few_samples_for_the_test_is_judged_on_the_limit(tmp_pat
             row.update(samples_s=row["samples_s"][:2], runs=2)
     status, out = _compare(tmp_path, rows, synthetic.slower(rows, 1.5, **SLOW_CELL), capsys)
     assert status == 1
-    assert "batch_jvp mlp/small k=16 cpu float32 func_vmap: time 1.5x (too few samples to test)" in out
+    assert "batch_jvp mlp/small k=16 cpu float32 func_vmap: time 1.5x vs machine, 1.5x vs forward (too few samples " \
+           "to test)" in out
 
 
 def test_runs_of_another_set_up_are_warned_about(tmp_path, capsys):
