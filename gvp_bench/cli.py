@@ -6,6 +6,7 @@ import warnings
 
 import torch
 
+from .bench import command as bench_command
 from .conformance import CASES, case_by_name, cells, pivot, support_matrix
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
@@ -126,6 +127,7 @@ def build_parser():
     zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
     zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
     zoo_command.set_defaults(run=_zoo)
+    bench_command.add_parser(commands, _names)
     return parser
 
 

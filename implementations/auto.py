@@ -66,9 +66,14 @@ class Auto(Strategy):
             except UnsupportedError as error:
                 reasons.append(f"{name}: {error.reason}")
                 continue
-            self.last_choice, self.last_workarounds = name, strategy.last_workarounds
+            self.last_choice = name
             return result
         raise UnsupportedError(self.name, "no strategy could compute it; " + "; ".join(reasons))
+
+    def compute(self, product, func, params, *args):
+        result = super().compute(product, func, params, *args)
+        self.last_workarounds = get_strategy(self.last_choice).last_workarounds  # what the chosen one needed
+        return result
 
     def _jvp(self, func, params, tangents, create_graph):
         return self._first_that_can("jvp", func, params, tangents, create_graph)
