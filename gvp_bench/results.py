@@ -27,6 +27,8 @@ STATUSES = ("ok", "unsupported", "error", "oom", "timeout")
 CELL_KEY = ("op", "model", "size", "strategy", "device", "dtype", "k")
 CELL_FIELDS = CELL_KEY + (
     "status",            # one of STATUSES
+    "parameters",        # P: elements in the params differentiated (the zoo entry's parameter_count)
+    "outputs",           # M: elements in func()'s output (the zoo entry's output_size)
     "median_s",          # median time per call over the measured samples, seconds
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples
@@ -147,7 +149,8 @@ def load(paths):
     if not frames:
         raise ResultsError("no results files given")
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return frame.astype({"k": "Int64", "runs": "Int64", "peak_bytes": "Int64", "threads": "Int64"})
+    integers = ("k", "parameters", "outputs", "runs", "peak_bytes", "threads")
+    return frame.astype({name: "Int64" for name in integers})
 
 
 def _finite_or_none(value):

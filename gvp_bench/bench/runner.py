@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..errors import UnsupportedError
 from ..results import CELL_KEY
 from . import measure
-from .workloads import prepare
+from .workloads import prepare, sizes
 
 MAX_REASON = 300  # characters of an error message kept in a row
 
@@ -101,7 +101,7 @@ def _measure(workload, settings):
 
 def measure_cell(workload, settings):
     """One results row for ``workload``: measured, or with the status and reason of why not."""
-    row = dict(zip(CELL_KEY, workload.key()), threads=settings.threads)
+    row = dict(zip(CELL_KEY, workload.key()), threads=settings.threads, **sizes(workload.model, workload.size))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # workarounds are recorded in the row, not warned per call

@@ -143,6 +143,14 @@ def _vectors(op, params, output, k, draw):
     return (draw(batch + tuple(output.shape)),)
 
 
+@functools.cache
+def sizes(model, size):
+    """The fields of a row that say how big its workload is (auto's results lookup compares them):
+    the trainable parameter count and the output size of the zoo model."""
+    entry = zoo.build(model, size)
+    return dict(parameters=entry.parameter_count, outputs=entry.output_size)
+
+
 def prepare(workload):
     """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
     dtype = getattr(torch, workload.dtype)
