@@ -12,7 +12,7 @@ the chunk size trades speed for peak memory. For one product it pays for M backw
 from torch.func import jacrev
 
 from gvp_bench.contract import Strategy
-from gvp_bench.functional import as_function_of, primals_of
+from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
 from gvp_bench.validation import check_batch_cotangents, check_cotangent
 
 DEFAULT_CHUNK_SIZE = 32
@@ -28,16 +28,16 @@ class JacrevChunked(Strategy):
 
     def _jacobian(self, func, params, create_graph):
         """func()'s output and J as (output numel, param numel) matrices, one per param."""
-        function = as_function_of(func, params)
+        function, padding = as_function_of(func, params), EmptyOutputPadding()
 
         def with_output(*replacements):
             output = function(*replacements)
-            return output, output
+            return padding.pad(output), output
 
         argnums = tuple(range(len(params)))
         blocks, output = jacrev(with_output, argnums=argnums, has_aux=True, chunk_size=self.chunk_size)(
             *primals_of(params, create_graph))
-        return output, tuple(b.reshape(output.numel(), p.numel()) for b, p in zip(blocks, params))
+        return output, tuple(padding.rows(b, p).reshape(output.numel(), p.numel()) for b, p in zip(blocks, params))
 
     def _jvp(self, func, params, tangents, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)

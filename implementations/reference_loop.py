@@ -32,7 +32,8 @@ class ReferenceLoop(Strategy):
     def _jvp(self, func, params, tangents, create_graph):
         output, live = forward_with_graph(func, params)
         jacobian = _jacobian_rows(output, live, create_graph)
-        flat = sum(rows.reshape(rows.shape[0], -1) @ t.reshape(-1) for rows, t in zip(jacobian, tangents))
+        flat = sum(rows.reshape(output.numel(), p.numel()) @ t.reshape(-1)
+                   for rows, t, p in zip(jacobian, tangents, params))
         return flat.reshape(output.shape)
 
     def _batch_jvp(self, func, params, tangents, create_graph):
