@@ -12,6 +12,7 @@ the chunk size trades speed for peak memory. For one product it pays for M backw
 from torch.func import jacrev
 
 from gvp_bench.contract import Strategy
+from gvp_bench.dense import jacobian_vector_products, vector_jacobian_products
 from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
 from gvp_bench.validation import check_batch_cotangents, check_cotangent
 
@@ -41,24 +42,20 @@ class JacrevChunked(Strategy):
 
     def _jvp(self, func, params, tangents, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
-        return sum(m @ t.reshape(-1) for m, t in zip(matrices, tangents)).reshape(output.shape)
+        return jacobian_vector_products(matrices, tangents, output)
 
     def _batch_jvp(self, func, params, tangents, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
-        batch = tangents[0].shape[0]
-        products = sum(t.reshape(batch, -1) @ m.T for m, t in zip(matrices, tangents))
-        return products.reshape((batch,) + tuple(output.shape))
+        return jacobian_vector_products(matrices, tangents, output, batch=tangents[0].shape[0])
 
     def _vjp(self, func, params, v, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
-        u = check_cotangent(v, output).reshape(-1)
-        return tuple((u @ m).reshape(p.shape) for m, p in zip(matrices, params))
+        return vector_jacobian_products(matrices, check_cotangent(v, output), params)
 
     def _batch_vjp(self, func, params, vs, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
         us = check_batch_cotangents(vs, output)
-        us = us.reshape(us.shape[0], -1)
-        return tuple((us @ m).reshape((us.shape[0],) + tuple(p.shape)) for m, p in zip(matrices, params))
+        return vector_jacobian_products(matrices, us, params, batch=us.shape[0])
 
     def _full_jacobian(self, func, params, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)

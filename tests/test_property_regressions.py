@@ -7,6 +7,7 @@ hypothesis reported, checked against the oracle in every form of the vectors.
 import pytest
 import torch
 
+from gvp_bench.conformance.oracle import finite_difference_jacobian
 from random_closures import STRATEGIES
 
 NAMES = sorted(STRATEGIES)
@@ -83,3 +84,50 @@ def test_params_with_no_elements(name):
     assert jacobian[1].shape == (3, 0, 3)
     torch.testing.assert_close(_strategy(name).jvp(func, [x, empty], [torch.ones(3), torch.ones(0, 3)]),
                                torch.cos(x.detach()))
+
+
+# Params of mixed dtypes: J v in the output's dtype (jacrev_chunked and reference_loop gave float64 for a
+# float32 output), vᵀJ and the Jacobian's blocks in each param's (jacrev_chunked's vjp crashed,
+# forward_dual's Jacobian blocks had the output's dtype).
+
+def _mixed_dtype_cases():
+    """(label, the params' dtypes, make(params, low) -> func, where `low` is what float32 stands for: the
+    oracle builds the same function with float64 everywhere)."""
+    f32, f64 = torch.float32, torch.float64
+    yield "float32 output of a float64 param", (f32, f64), lambda p, low: lambda: p[1].to(low).sin() * 2
+    yield "float32 output, a float64 param unused", (f32, f64), lambda p, low: lambda: p[0].sin()
+    yield "float32 output promoted with a 0-d float64 param", (f32, f64), lambda p, low: lambda: p[0] * p[1].sum()
+    yield "float32 output computed in float64", (f32, f64), \
+        lambda p, low: lambda: (p[0].double().sin() + p[1].cos()).to(low)
+    yield "float64 output of both", (f32, f64), lambda p, low: lambda: p[0].double() * p[1]
+    yield "float32 output of float64 params", (f64, f64), lambda p, low: lambda: (p[0] * p[1]).to(low)
+
+
+MIXED = list(_mixed_dtype_cases())
+_VALUES = (torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64), torch.tensor([0.1, 0.2, -0.3], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("label,dtypes,make", MIXED, ids=[case[0] for case in MIXED])
+def test_mixed_dtypes_give_the_documented_dtypes(name, label, dtypes, make):
+    strategy = _strategy(name)
+    params = [v.to(d).requires_grad_() for v, d in zip(_VALUES, dtypes)]
+    func = make(params, torch.float32)
+    output = func()
+    oracle_params = [p.detach().double().requires_grad_() for p in params]
+    jacobian = finite_difference_jacobian(make(oracle_params, torch.float64), oracle_params)
+    ones = torch.ones(sum(p.numel() for p in params), dtype=torch.float64)
+
+    def close(actual, expected):
+        torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=1e-5)
+
+    jv = strategy.jvp(func, params, [torch.ones_like(p) for p in params])
+    assert jv.dtype == output.dtype
+    close(jv, jacobian @ ones)
+    assert strategy.batch_jvp(func, params, [torch.ones_like(p)[None] for p in params]).dtype == output.dtype
+    u = torch.ones_like(output)
+    for what, results in (("vjp", strategy.vjp(func, params, u)),
+                          ("batch_vjp", [r[0] for r in strategy.batch_vjp(func, params, u[None])]),
+                          ("full_jacobian", [b.sum(0) for b in strategy.full_jacobian(func, params)])):
+        assert [r.dtype for r in results] == [p.dtype for p in params], what
+        close(torch.cat([r.reshape(-1) for r in results]), jacobian.sum(0))
