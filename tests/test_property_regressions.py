@@ -4,6 +4,8 @@ Each bug has a hand-written case through every strategy; FOUND keeps the minimal
 hypothesis reported, checked against the oracle in every form of the vectors.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from gvp_bench.conformance.oracle import finite_difference_jacobian
 from random_closures import STRATEGIES
 
 NAMES = sorted(STRATEGIES)
+FLOAT32_AND_64 = (torch.float32, torch.float64)
 
 
 def _strategy(name):
@@ -131,3 +134,36 @@ def test_mixed_dtypes_give_the_documented_dtypes(name, label, dtypes, make):
                           ("full_jacobian", [b.sum(0) for b in strategy.full_jacobian(func, params)])):
         assert [r.dtype for r in results] == [p.dtype for p in params], what
         close(torch.cat([r.reshape(-1) for r in results]), jacobian.sum(0))
+
+
+# NaN and inf in v reach exactly the results that depend on them (jacrev_chunked and reference_loop
+# multiplied them by the zeros of J and spread them over every result).
+
+@pytest.mark.parametrize("dtype", FLOAT32_AND_64)
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_and_inf_in_v_reach_only_what_depends_on_them(name, dtype):
+    func, (a, b) = _two_blocks(dtype)
+    strategy, nan, inf = _strategy(name), math.nan, math.inf
+    jv = strategy.jvp(func, [a, b], [torch.tensor([nan, 1.0], dtype=dtype), torch.tensor([1.0, -inf], dtype=dtype)])
+    assert torch.isnan(jv[0]) and torch.isfinite(jv[1:3]).all() and jv[3] == inf  # -sin(0.4) · -inf
+    vj = strategy.vjp(func, [a, b], torch.tensor([1.0, inf, nan, 1.0], dtype=dtype))
+    assert torch.isfinite(vj[0][0]) and vj[0][1] == inf and torch.isnan(vj[1][0]) and torch.isfinite(vj[1][1])
+    # a batch: one row's NaN stays in that row
+    vs = torch.tensor([[nan, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]], dtype=dtype)
+    rows = strategy.batch_jvp(func, [a, b], vs)
+    assert torch.isnan(rows[0, 0]) and torch.equal(rows[0, 1:], torch.zeros(3, dtype=dtype))
+    assert torch.isfinite(rows[1]).all()
+    us = strategy.batch_vjp(func, [a, b], vs)
+    assert torch.isnan(us[0][0, 0]) and us[0][0, 1] == 0 and torch.equal(us[1][0], torch.zeros(2, dtype=dtype))
+    assert torch.isfinite(us[0][1]).all() and torch.isfinite(us[1][1]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_in_a_param_stays_where_it_is_met(name):
+    """A NaN param element spoils the outputs that depend on it; J v for a v that does not move it is
+    finite and right at the other outputs (jacrev_chunked's and reference_loop's J v multiplied the NaN
+    that reverse mode puts in J's column for it by v's zero there)."""
+    a = torch.tensor([math.nan, 0.5, -0.2], dtype=torch.float64, requires_grad=True)
+    func = lambda: torch.exp(a)  # noqa: E731
+    jv = _strategy(name).jvp(func, [a], torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(jv[1:], torch.exp(a.detach()[1:]) * torch.tensor([1.0, 2.0], dtype=torch.float64))
