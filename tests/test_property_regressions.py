@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gvp_bench.conformance.oracle import finite_difference_jacobian
-from random_closures import STRATEGIES
+from random_closures import (FUNCTIONS, STRATEGIES, ClosureSpec, Factor, Problem, assert_close, check_nonfinite_product,
+                             product)
 
 NAMES = sorted(STRATEGIES)
 FLOAT32_AND_64 = (torch.float32, torch.float64)
@@ -167,3 +168,81 @@ def test_nan_in_a_param_stays_where_it_is_met(name):
     func = lambda: torch.exp(a)  # noqa: E731
     jv = _strategy(name).jvp(func, [a], torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
     torch.testing.assert_close(jv[1:], torch.exp(a.detach()[1:]) * torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+# The minimal examples hypothesis reported (with report_multiple_bugs=False, on the code before the fixes),
+# against the oracle in every form of the vectors, with create_graph False and True.
+
+FOUND = [
+    # forward_dual's Jacobian block in the output's dtype, float32, for a float64 param
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float64",), output_shape=(), terms=((Factor(0, "gather", "exp"),),),
+                             output_dtype="float32"), id="jacobian block dtype"),
+    # autograd_functional's Jacobian for a param with no elements: reshape(-1, 0) is ambiguous
+    pytest.param(ClosureSpec(shapes=((0,),), dtypes=("float64",), output_shape=(),
+                             terms=((Factor(0, "contract", "exp"),),)), id="empty param"),
+    # double_backward's Jacobian of an output with no elements: autograd.grad over a batch of 0
+    pytest.param(ClosureSpec(shapes=((), (), ()), dtypes=("float64",) * 3, output_shape=(0,),
+                             terms=((Factor(0, "gather", "exp"),), (Factor(1, "gather", "exp"),))),
+                 id="empty output of three params"),
+    # func_vmap's (and auto's) Jacobian of an output with no elements: vmap over 0 cotangents; jacrev_chunked's
+    # vjp crashed on it even before checking v
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float64",), output_shape=(0,),
+                             terms=((Factor(0, "gather", "exp"),),)), id="empty output of a 0-d param"),
+    # reference_loop's J v of an output with no elements: reshape(0, -1) is ambiguous
+    pytest.param(ClosureSpec(shapes=((0,), (), ()), dtypes=("float64",) * 3, output_shape=(0,), returns_param=0),
+                 id="empty param returned"),
+    # jacrev_chunked's and reference_loop's J v in float64 for a float32 output, and the other way round
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float64",), output_shape=(), output_dtype="float32"),
+                 id="float32 output of a float64 param"),
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float32",), output_shape=(), output_dtype="float64", seed=115),
+                 id="float64 output of a float32 param"),
+    # create_graph=True gave tuples
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float64",), output_shape=(), returns_param=0, seed=712),
+                 id="param returned"),
+]
+
+FOUND_NONFINITE = [
+    # jacrev_chunked's J v: a NaN tangent for a param the output does not depend on spread through J's zero
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float32",), output_shape=(), output_dtype="float32", seed=12578),
+                 "jvp", [math.nan], id="NaN tangent, constant output"),
+    pytest.param(ClosureSpec(shapes=((), ()), dtypes=("float64", "float64"), output_shape=(), returns_param=0,
+                             seed=24704), "jvp", [0.5, -math.inf], id="inf tangent of an unused param"),
+    # the same through vᵀJ and in a batch (written by hand)
+    pytest.param(ClosureSpec(shapes=((),), dtypes=("float64",), output_shape=()), "vjp", [math.nan],
+                 id="NaN cotangent, constant output"),
+    pytest.param(ClosureSpec(shapes=((2,),), dtypes=("float64",), output_shape=(2,),
+                             terms=((Factor(0, "gather", "sin"),),), seed=3), "batch_vjp", [[math.inf, 1.0], [1.0, 2.0]],
+                 id="inf in a batch of cotangents"),
+]
+
+
+def _all_forms(problem, generator):
+    for function in FUNCTIONS:
+        lead = (2,) if function.startswith("batch") else ()
+        size = problem.total if function.endswith("jvp") else problem.outputs
+        flat = None if function == "full_jacobian" else torch.randn(lead + (size,), generator=generator,
+                                                                    dtype=torch.float64)
+        for form in [None] if flat is None else sorted(problem.forms(function, flat)):
+            yield function, flat, form
+
+
+@pytest.mark.parametrize("create_graph", [False, True], ids=["", "create_graph"])
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("spec", FOUND)
+def test_found_examples_agree_with_the_oracle(name, spec, create_graph):
+    problem = Problem(spec)
+    for function, flat, form in _all_forms(problem, torch.Generator().manual_seed(0)):
+        outcome = product(name, problem, function, flat, form, create_graph)
+        if outcome is not None:
+            what, results, expected, _ = outcome
+            for index, (r, e) in enumerate(zip(results, expected)):
+                assert_close(f"{what} [{index}]", r, e, problem.precision)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("spec,function,vector", FOUND_NONFINITE)
+def test_found_nonfinite_examples_follow_the_rule(name, spec, function, vector):
+    problem = Problem(spec)
+    flat = torch.tensor(vector, dtype=torch.float64)
+    for form in sorted(problem.forms(function, flat)):
+        check_nonfinite_product(name, problem, function, flat, form)
