@@ -1,5 +1,6 @@
 """gvp-bench: Jacobian-vector products for PyTorch, by interchangeable strategies."""
 
+from .autotune import configure_auto
 from .api import batch_jvp, batch_vjp, full_jacobian, jvp, model_jvp, model_vjp, vjp
 from .contract import Strategy
 from .errors import UnsupportedError
@@ -7,5 +8,5 @@ from .registry import get_strategy, register, strategies, unregister
 
 __all__ = [
     "jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian",
-    "strategies", "get_strategy", "register", "unregister", "Strategy", "UnsupportedError",
+    "configure_auto", "strategies", "get_strategy", "register", "unregister", "Strategy", "UnsupportedError",
 ]

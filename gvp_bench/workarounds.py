@@ -11,6 +11,7 @@ strategy's ``last_workarounds``.
 """
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,6 +31,21 @@ def _mha_fast_path_off():
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(previous)
+
+
+@contextlib.contextmanager
+def _mkldnn_off():
+    # Setting the flags also resets oneDNN's TF32 switch, which warns on builds without Intel GPU support.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "TF32 acceleration on top of oneDNN", UserWarning)
+        flags = torch.backends.mkldnn.flags(enabled=False)
+        flags.__enter__()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "TF32 acceleration on top of oneDNN", UserWarning)
+            flags.__exit__(None, None, None)
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ WORKAROUNDS = (
     Workaround("cudnn_off", "cuDNN disabled for the call (its RNN kernels lack forward AD and double backward)",
                ("_cudnn_rnn", "cudnn_rnn", "_cudnn"), lambda: torch.backends.cudnn.flags(enabled=False)),
     Workaround("mkldnn_off", "oneDNN (mkldnn) disabled for the call (its RNN kernel lacks forward AD)",
-               ("mkldnn_rnn", "_mkldnn"), lambda: torch.backends.mkldnn.flags(enabled=False)),
+               ("mkldnn_rnn", "_mkldnn"), _mkldnn_off),
 )
 
 

@@ -1,6 +1,26 @@
-"""``auto``: chooses a strategy per call by a documented rule, and falls back when it cannot.
+"""``auto``: chooses the strategy by measurement: results for this machine, else a brief calibration.
 
-The rule (from the measurements in DESIGN.md; issue 5 replaces it by measured choices):
+On the first call with a workload signature (product, params' shapes and dtypes, device,
+vector shapes, create_graph, and what func is: its code and the shapes and module classes it
+captures; see gvp_bench.autotune.signature), auto decides, then caches the choice for the rest
+of the process (like cudnn.benchmark); later calls with that signature go straight to it.
+
+Deciding:
+
+1. The candidates: the fixed rule's strategies first (below), then every other registered
+   strategy but reference_loop; those that need far more products than the least demanding
+   one, or more memory than the budget, are left out (gvp_bench.autotune.candidates).
+2. Results: when results files for this machine (the user's, ``GVP_BENCH_RESULTS``, then the
+   reference results in ``results/``) hold a workload near this one (same product, device and
+   dtype; parameter count, output size and k each within a factor 4), auto takes the
+   candidates in the order of their measured medians there (gvp_bench.autotune.measured).
+3. Otherwise it calibrates: it times the candidates on this very call, briefly (a warm-up
+   each, then rounds of one run each, about 30 ms per candidate at most 20 rounds), drops those
+   that are slow, over the memory budget or unsupported, and answers with one ordinary call of
+   the fastest (gvp_bench.autotune.calibration).
+
+``GVP_BENCH_AUTO=rule`` (or ``gvp_bench.configure_auto(mode="rule")``) opts out: the fixed
+rule only, no timing, deterministic. The fixed rule (from the measurements in DESIGN.md):
 
 - J v: forward_dual (fastest single JVP measured on MLP and CNN, CPU and GPU), then func_vmap,
   then double_backward (reverse-mode formulas only).
@@ -12,18 +32,22 @@ The rule (from the measurements in DESIGN.md; issue 5 replaces it by measured ch
 - the full Jacobian: reverse mode (func_vmap, then jacrev_chunked) when the output has no more
   elements than the params, else forward mode (forward_dual) first.
 
-A strategy that raises UnsupportedError (after its own workarounds) hands the call to the next
-one; auto raises UnsupportedError listing every reason only when all of them fail.
-``last_choice`` names the strategy that answered the latest call, ``last_workarounds`` what it
-needed.
+Whatever the way, a strategy that raises UnsupportedError (after its own workarounds) hands the
+call to the next one; auto raises UnsupportedError listing every reason only when all of them
+fail. ``last_choice`` names the strategy that answered the latest call, ``last_workarounds``
+what it needed, ``last_reason`` why auto chose it ("rule", "measured: ...", "calibrated: ...").
 """
 
 import torch
 
+from gvp_bench.autotune import config, measured
+from gvp_bench.autotune.calibration import calibrate
+from gvp_bench.autotune.candidates import budget_bytes, select
+from gvp_bench.autotune.signature import measure, signature
 from gvp_bench.contract import Strategy
 from gvp_bench.errors import UnsupportedError
 from gvp_bench.functional import call_with
-from gvp_bench.registry import get_strategy
+from gvp_bench.registry import get_strategy, strategies
 
 _BATCH_JVP = {"cuda": ("func_vmap", "forward_dual", "double_backward"),
               "cpu": ("forward_dual", "func_vmap", "double_backward")}
@@ -31,10 +55,20 @@ _BATCH_VJP = {"cuda": ("func_vmap", "double_backward", "forward_dual"),
               "cpu": ("forward_dual", "double_backward", "func_vmap")}
 _REVERSE_JACOBIAN = ("func_vmap", "jacrev_chunked", "double_backward", "forward_dual")
 _FORWARD_JACOBIAN = ("forward_dual", "func_vmap", "jacrev_chunked", "double_backward")
+_NEVER_CANDIDATES = ("reference_loop",)  # the slow baseline by construction
 
 
-def _device_kind(params):
-    return "cuda" if params[0].is_cuda else "cpu"
+def _rule(op, device_type, outputs, parameters):
+    """The strategy names the fixed rule tries for ``op``, in order (outputs: for the Jacobian)."""
+    if op == "jvp":
+        return ("forward_dual", "func_vmap", "double_backward")
+    if op == "vjp":
+        return ("double_backward", "func_vmap")
+    if op == "batch_jvp":
+        return _BATCH_JVP[device_type]
+    if op == "batch_vjp":
+        return _BATCH_VJP[device_type]
+    return _REVERSE_JACOBIAN if outputs <= parameters else _FORWARD_JACOBIAN
 
 
 class Auto(Strategy):
@@ -42,45 +76,90 @@ class Auto(Strategy):
 
     def __init__(self):
         self.last_choice = None
+        self.last_reason = None
 
     def choose(self, op, func, params):
-        """The strategy names auto tries for ``op``, in order."""
-        if op == "jvp":
-            return ("forward_dual", "func_vmap", "double_backward")
-        if op == "vjp":
-            return ("double_backward", "func_vmap")
-        if op == "batch_jvp":
-            return _BATCH_JVP[_device_kind(params)]
-        if op == "batch_vjp":
-            return _BATCH_VJP[_device_kind(params)]
-        with torch.no_grad():
-            outputs = call_with(func, params, params).numel()
-        return _REVERSE_JACOBIAN if outputs <= sum(p.numel() for p in params) else _FORWARD_JACOBIAN
+        """The strategy names the fixed rule tries for ``op``, in order."""
+        outputs = None
+        if op == "full_jacobian":
+            with torch.no_grad():
+                outputs = call_with(func, params, params).numel()
+        return _rule(op, "cuda" if params[0].is_cuda else "cpu", outputs, sum(p.numel() for p in params))
 
-    def _first_that_can(self, op, func, params, *args):
+    def _answer(self, name, reason, op, func, params, args):
+        strategy = get_strategy(name)
+        result = strategy.compute(op, func, params, *args)
+        self.last_choice, self.last_workarounds, self.last_reason = name, strategy.last_workarounds, reason
+        return result
+
+    def _first_that_can(self, names, reason, op, func, params, args):
         reasons = []
-        for name in self.choose(op, func, params):
-            strategy = get_strategy(name)
+        for name in names:
             try:
-                result = strategy.compute(op, func, params, *args)
+                return self._answer(name, reason, op, func, params, args)
             except UnsupportedError as error:
                 reasons.append(f"{name}: {error.reason}")
-                continue
-            self.last_choice, self.last_workarounds = name, strategy.last_workarounds
-            return result
         raise UnsupportedError(self.name, "no strategy could compute it; " + "; ".join(reasons))
 
+    def compute(self, op, func, params, *args):
+        """Hand the product to the chosen strategy's own compute, which translates torch's errors and
+        applies workarounds: auto adds no layer of its own, so ``last_workarounds`` stays the chosen one's."""
+        settings = config.settings()
+        if settings.mode == "rule":
+            return self._first_that_can(self.choose(op, func, params), "rule", op, func, params, args)
+        key = signature(op, func, params, args)
+        choice = config.known_choice(key)
+        if choice is not None:
+            try:
+                return self._answer(choice.name, choice.reason, op, func, params, args)
+            except UnsupportedError:  # another workload with the same signature: decide for it
+                config.forget(key)
+        result = self._decide(settings, op, func, params, args)
+        config.remember(key, config.Choice(self.last_choice, self.last_reason))
+        return result
+
+    def _candidates(self, rule):
+        others = [name for name in strategies() if name not in rule and name not in _NEVER_CANDIDATES
+                  and not isinstance(get_strategy(name), Auto)]
+        return list(rule) + others
+
+    def _decide(self, settings, op, func, params, args):
+        workload = measure(op, func, params, args)
+        rule = _rule(op, workload.device.type, workload.outputs, workload.parameters)
+        budget = budget_bytes(settings.memory_budget, workload.device)
+        names, left_out = select(self._candidates(rule), workload, budget)
+        if settings.uses_results:
+            ranking = measured.ranking(workload, settings.results, names)
+            if ranking is not None:
+                order = list(ranking.names) + [name for name in names if name not in ranking.names]
+                return self._first_that_can(order, ranking.reason, op, func, params, args)
+        if not settings.calibrates:
+            return self._first_that_can(rule, "rule: no measured workload near this one", op, func, params, args)
+        outcome = calibrate({name: get_strategy(name) for name in names}, op, func, params, args, budget)
+        left_out = {**left_out, **outcome.left_out, **{name: "unsupported" for name in outcome.unsupported}}
+        not_timed = "; not timed: " + ", ".join(f"{name} ({why})" for name, why in left_out.items()) if left_out else ""
+        if outcome.winner is not None:
+            return self._answer(outcome.winner, f"calibrated: {outcome.summary()}{not_timed}", op, func, params, args)
+        fallback = [name for name in rule if name not in outcome.unsupported]
+        if not fallback:
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in outcome.unsupported.items())
+            raise UnsupportedError(self.name, "no strategy could compute it; " + reasons)
+        return self._first_that_can(fallback, f"rule: no candidate finished calibration{not_timed}",
+                                    op, func, params, args)
+
+    # The contract's five products, all through compute.
+
     def _jvp(self, func, params, tangents, create_graph):
-        return self._first_that_can("jvp", func, params, tangents, create_graph)
+        return self.compute("jvp", func, params, tangents, create_graph)
 
     def _vjp(self, func, params, v, create_graph):
-        return self._first_that_can("vjp", func, params, v, create_graph)
+        return self.compute("vjp", func, params, v, create_graph)
 
     def _batch_jvp(self, func, params, tangents, create_graph):
-        return self._first_that_can("batch_jvp", func, params, tangents, create_graph)
+        return self.compute("batch_jvp", func, params, tangents, create_graph)
 
     def _batch_vjp(self, func, params, vs, create_graph):
-        return self._first_that_can("batch_vjp", func, params, vs, create_graph)
+        return self.compute("batch_vjp", func, params, vs, create_graph)
 
     def _full_jacobian(self, func, params, create_graph):
-        return self._first_that_can("full_jacobian", func, params, create_graph)
+        return self.compute("full_jacobian", func, params, create_graph)

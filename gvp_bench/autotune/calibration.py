@@ -1,0 +1,151 @@
+"""Calibration: time the candidates briefly on the call itself and name the fastest.
+
+First every candidate runs once, in the order given (the fixed rule's first), to warm up: one
+that raises UnsupportedError is skipped with its reason; on CUDA its peak memory is measured,
+and one over the memory budget or out of memory is left out. Then the candidates run in rounds,
+one run each per round, so that a burst of load from elsewhere on a shared machine slows them
+all alike, until the rounds have taken :data:`TARGET_S` per candidate or :data:`MAX_ROUNDS`
+rounds (at least one round). A candidate's time is its fastest run, the warm-up included (a run
+is slowed by whatever else runs, never sped up). A candidate stops once it cannot win: after
+:data:`RUNS_TO_TELL` runs, when its fastest is over :data:`ABORT_RATIO` times the best plus
+:data:`NOISE_S`; before that only when it is over :data:`SLOW_RATIO` times the best plus
+:data:`SLOW_S`. The first two calls of a strategy in a process can take hundreds of
+milliseconds, then a few more, of one-time set-up, and on a loaded machine (4 times slower
+forward passes while other jobs ran on the 2 cores) three runs were not enough to get one
+undisturbed. So a slow candidate costs five runs, an expensive hopeless one its warm-up.
+
+Calibration leaves no trace: every run starts from the caller's random state and restores it
+afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
+answer the caller gets comes from one ordinary call of the winner, made by auto afterwards.
+"""
+
+import contextlib
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import UnsupportedError
+
+TARGET_S = 0.03
+MAX_ROUNDS = 20
+RUNS_TO_TELL = 5
+ABORT_RATIO = 2.0
+NOISE_S = 0.002
+SLOW_RATIO = 10.0
+SLOW_S = 1.0
+
+
+@dataclass
+class Calibration:
+    times: dict = field(default_factory=dict)        # name -> fastest run, seconds
+    left_out: dict = field(default_factory=dict)     # name -> why it was left out (memory)
+    unsupported: dict = field(default_factory=dict)  # name -> UnsupportedError reason
+
+    @property
+    def winner(self):
+        return min(self.times, key=self.times.get) if self.times else None
+
+    def summary(self):
+        """"forward_dual 1.2 ms vs func_vmap 1.9 ms, ..." (fastest first)."""
+        ranked = sorted(self.times.items(), key=lambda item: item[1])
+        return " vs ".join(f"{name} {seconds * 1e3:.3g} ms" for name, seconds in ranked)
+
+
+@contextlib.contextmanager
+def _no_trace(strategy, devices):
+    previous = strategy.__dict__.get("last_workarounds")
+    try:
+        with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if previous is None:
+            strategy.__dict__.pop("last_workarounds", None)
+        else:
+            strategy.last_workarounds = previous
+
+
+class _Candidate:
+    """One strategy's runs of the product: timed, CUDA synchronised, without a trace."""
+
+    def __init__(self, strategy, product, func, params, args):
+        self.strategy, self.product, self.func, self.params, self.args = strategy, product, func, params, args
+        self.device = params[0].device
+        self.devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+
+    def _synchronize(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self):
+        """Seconds one run takes."""
+        with _no_trace(self.strategy, self.devices):
+            self._synchronize()
+            start = time.perf_counter()
+            self.strategy.compute(self.product, self.func, self.params, *self.args)
+            self._synchronize()
+            return time.perf_counter() - start
+
+    def warm_up(self):
+        """Seconds and peak bytes (above what was allocated before; 0 on the CPU) of a first run."""
+        if self.device.type != "cuda":
+            return self.run(), 0
+        self._synchronize()
+        before = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        seconds = self.run()
+        return seconds, torch.cuda.max_memory_allocated(self.device) - before
+
+
+def _cannot_win(fastest, best, runs):
+    """Whether a candidate whose fastest of ``runs`` runs took ``fastest`` seconds should stop."""
+    if runs >= RUNS_TO_TELL:
+        return fastest > ABORT_RATIO * best + NOISE_S
+    return fastest > SLOW_RATIO * best + SLOW_S
+
+
+@contextlib.contextmanager
+def _out_of_memory_left_out(outcome, name):
+    """Record a candidate that runs out of CUDA memory as left out instead of failing the call."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        outcome.left_out[name] = "out of memory"
+        outcome.times.pop(name, None)
+
+
+def calibrate(strategies, product, func, params, args, budget):
+    """Time ``strategies`` (name -> Strategy, in trial order) on the product; a :class:`Calibration`."""
+    outcome = Calibration()
+    racing = {}
+    for name, strategy in strategies.items():
+        candidate = _Candidate(strategy, product, func, params, args)
+        with _out_of_memory_left_out(outcome, name):
+            try:
+                seconds, peak = candidate.warm_up()
+            except UnsupportedError as error:
+                outcome.unsupported[name] = error.reason
+                continue
+            if peak > budget:
+                outcome.left_out[name] = f"peak {peak / 2 ** 30:.3g} GiB, over the memory budget"
+                continue
+            outcome.times[name] = seconds
+            racing[name] = candidate
+    spent, rounds = 0.0, 0
+    while racing and rounds < MAX_ROUNDS and (rounds == 0 or spent < TARGET_S * len(racing)):
+        best = min(outcome.times.values())
+        for name, candidate in list(racing.items()):
+            if _cannot_win(outcome.times[name], best, runs=1 + rounds):
+                del racing[name]
+                continue
+            with _out_of_memory_left_out(outcome, name):
+                seconds = candidate.run()
+                spent += seconds
+                outcome.times[name] = min(outcome.times[name], seconds)
+            if name in outcome.left_out:
+                del racing[name]
+        rounds += 1
+    return outcome

@@ -1,0 +1,93 @@
+"""Which strategies ``auto`` may time or pick for a workload: the hopeless ones and those over the
+memory budget are left out before anything runs.
+
+Work: a strategy whose algorithm needs more than :data:`WORK_RATIO` times the products (forward
+or backward passes, batched or not) of the least demanding candidate cannot win, and its one
+warm-up call could take very long (forward_dual's Jacobian of a million parameters is a million
+forward passes), so it is not timed. The ratio is generous because on small models a batched
+(vmapped) product costs far less than a pass per row. ``jacrev_chunked`` builds J from M
+backward passes whatever the product; ``forward_dual``'s Jacobian takes P forward passes, the
+others' M backward passes; a batch takes k products and a single product one. (reference_loop,
+the slow baseline by construction, is never a candidate; auto leaves it out.)
+
+Memory: what a strategy holds beyond its inputs and its result, estimated from the sizes:
+``jacrev_chunked`` materialises J (M x P elements) for every product but the Jacobian itself;
+the vmapped Jacobians (``func_vmap``, ``double_backward``, ``autograd_functional``) build the
+M x M identity as cotangents. A candidate whose estimate exceeds the budget is left out; on
+CUDA, calibration also measures each candidate's peak (see calibration.py).
+"""
+
+import math
+import os
+
+import torch
+
+WORK_RATIO = 32
+_VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional")
+
+
+def _work(name, workload):
+    """Products ``name`` computes for the workload (strategies it does not know: the fewest)."""
+    fewest = min(workload.outputs, workload.parameters) if workload.product == "full_jacobian" else workload.batch
+    if name == "jacrev_chunked":
+        return workload.outputs
+    if name == "forward_dual" and workload.product == "full_jacobian":
+        return workload.parameters
+    if name in _VMAPPED_JACOBIANS and workload.product == "full_jacobian":
+        return workload.outputs
+    return fewest
+
+
+def extra_memory(name, workload):
+    """Bytes ``name`` holds beyond the inputs and the result, as far as the sizes tell."""
+    elements = 0
+    if name == "jacrev_chunked" and workload.product != "full_jacobian":
+        elements = workload.outputs * workload.parameters
+    elif name in _VMAPPED_JACOBIANS and workload.product == "full_jacobian":
+        elements = workload.outputs ** 2
+    return elements * workload.itemsize
+
+
+def free_memory(device):
+    """Bytes free on the device (for the CPU: MemAvailable), or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def budget_bytes(memory_budget, device):
+    """The budget in bytes: an int setting as it is, a fraction of what is free (inf if unknown)."""
+    if isinstance(memory_budget, int):
+        return memory_budget
+    free = free_memory(device)
+    return math.inf if free is None else memory_budget * free
+
+
+def _gigabytes(count):
+    return f"{count / 2 ** 30:.3g} GiB"
+
+
+def select(names, workload, budget):
+    """The names worth trying, in the given order, and {name: why} for those left out."""
+    work = {name: _work(name, workload) for name in names}
+    least = max(min(work.values(), default=1), 1)
+    kept, left_out = [], {}
+    for name in names:
+        needs = extra_memory(name, workload)
+        if work[name] > WORK_RATIO * least:
+            left_out[name] = f"{work[name]} products against {least}"
+        elif needs > budget:
+            left_out[name] = f"needs about {_gigabytes(needs)}, over the memory budget of {_gigabytes(budget)}"
+        else:
+            kept.append(name)
+    return kept, left_out

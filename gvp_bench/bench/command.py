@@ -1,0 +1,155 @@
+"""``gvp-bench run``: measure a suite's cells into a results file, then print a summary.
+
+With no option: the quick suite, on the CPU and on CUDA when present, into a new file under
+``results/``. ``--resume --out PATH`` completes a file a stopped run left, measuring only the
+cells it lacks; ``--shard i/N`` measures one of N disjoint parts of the selection (the files
+of the shards load together). A damaged results file or a refused one (locked by another run,
+another suite, another machine) ends the command with a one-line ``gvp-bench: ...`` message;
+warnings (lines dropped from a damaged file) are one line each.
+"""
+
+import argparse
+import contextlib
+import datetime
+import os
+import sys
+import warnings
+
+import torch
+
+from ..results import ResultsError, ResultsWriter, load, new_header
+from . import summary
+from .machine import fingerprint
+from .workloads import SUITES, expand, get_suite, shard
+
+# A resumed file must come from the same machine and software: these fingerprint fields must match.
+SAME_MACHINE = ("cpu", "gpu", "torch")
+
+
+def _shard(text):
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not i/N, such as 1/4") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"{text}: i must be between 1 and N")
+    return index, count
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive {kind.__name__}")
+        return value
+    return parse
+
+
+def add_parser(commands, names):
+    """Add the ``run`` command to the subcommands ``commands``; ``names`` parses a comma-separated list."""
+    parser = commands.add_parser("run", help="measure time and peak memory of every strategy on a suite of workloads",
+                                 description="Measure a suite's cells into a results file, then print a summary.")
+    parser.add_argument("--suite", default="quick", choices=list(SUITES),
+                        help="; ".join(f"{s.name}: {s.description}" for s in SUITES.values()) + " (default: quick)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="all: the CPU, and CUDA when present (the default)")
+    parser.add_argument("--dtype", type=names, help="float32,float64 (default: the suite's)")
+    parser.add_argument("--models", type=names, help="comma-separated zoo models (default: the suite's)")
+    parser.add_argument("--ops", type=names, help="comma-separated ops (default: all seven)")
+    parser.add_argument("--strategies", type=names, help="comma-separated strategies (default: all registered)")
+    parser.add_argument("--out", help="the results file (default: a new file under results/)")
+    parser.add_argument("--resume", action="store_true",
+                        help="complete the --out file: measure only the cells it lacks")
+    parser.add_argument("--shard", type=_shard, metavar="i/N", help="measure only part i of N of the cells")
+    parser.add_argument("--threads", type=_positive(int),
+                        help=f"torch intra-op threads while measuring (default: torch's, {torch.get_num_threads()} here)")
+    parser.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+                        help="per cell, past which it is recorded as timeout (default: the suite's)")
+    parser.add_argument("--min-run-time", type=_positive(float), metavar="SECONDS",
+                        help="seconds of timed samples at least per call measured (default: the suite's)")
+    parser.add_argument("--max-run-time", type=_positive(float), metavar="SECONDS",
+                        help="seconds of timed samples at most, unless already stable (default: the suite's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=main)
+
+
+def _devices(choice):
+    if choice == "cpu":
+        return ["cpu"]
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device on this machine")
+    return (["cpu"] if choice == "all" else []) + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _default_path(header, part):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    sharded = f"-shard{part[0]}of{part[1]}" if part else ""
+    return os.path.join("results", f"{header['suite']}-{stamp}-{header['run_id']}{sharded}.jsonl")
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"gvp-bench: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _check_same_run(path, header, ours):
+    if header.get("suite") != ours["suite"]:
+        raise ResultsError(f"{path}: holds the {header.get('suite')!r} suite, not {ours['suite']!r}; "
+                           f"resume it with --suite {header.get('suite')}")
+    theirs, mine = header.get("machine") or {}, ours["machine"]
+    different = [name for name in SAME_MACHINE if theirs.get(name) != mine[name]]
+    if different:
+        raise ResultsError(f"{path}: measured on another machine ("
+                           + "; ".join(f"{name} {theirs.get(name)} there, {mine[name]} here" for name in different)
+                           + "); measure this one into another file")
+
+
+def main(args):
+    """Run the command; the exit code (130 when interrupted)."""
+    from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
+
+    suite = get_suite(args.suite)
+    workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
+                       strategy_names=args.strategies)
+    if args.shard:
+        workloads = shard(workloads, *args.shard)
+    if not workloads:
+        raise ValueError(f"no cells selected: the {suite.name} suite has none for these options")
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out PATH, the results file to complete")
+    threads = args.threads or torch.get_num_threads()
+    settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
+                        max_run_time=args.max_run_time or suite.max_run_time,
+                        timeout_s=args.timeout or suite.timeout_s)
+    header = new_header(fingerprint(threads), suite.name)
+    path = args.out or _default_path(header, args.shard)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with _one_line_warnings():
+            with ResultsWriter(path, header, resume=args.resume) as writer:
+                if args.resume:
+                    _check_same_run(path, writer.header, header)
+                todo = sum(workload.key() not in writer.done for workload in workloads)
+                print(f"gvp-bench: {todo} of {len(workloads)} cells to measure ({suite.name} suite, "
+                      f"{threads} threads) into {path}", file=sys.stderr)
+                try:
+                    run(workloads, writer, settings, progress=not args.quiet)
+                except KeyboardInterrupt:
+                    print(f"\ngvp-bench: interrupted; the cells measured so far are in {path} "
+                          f"(--resume --out {path} completes it)", file=sys.stderr)
+                    return 130
+            print(summary.text(load(path), path))
+    except OSError as error:  # the results file (a cell's own errors are recorded in its row)
+        raise ResultsError(f"{path}: cannot write the results file: {error.strerror or error}") from None
+    finally:
+        torch.set_num_threads(threads_before)
+    return 0

@@ -1,0 +1,60 @@
+"""The machine fingerprint written in every results file's header: what the numbers were measured on."""
+
+import datetime
+import os
+import pathlib
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+
+def _cpu_model():
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args):
+    """Output of a git command in this package's checkout, or None outside one."""
+    here = pathlib.Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _package_version():
+    try:
+        return version("gvp-bench")
+    except PackageNotFoundError:
+        return None
+
+
+def fingerprint(threads):
+    """The machine, software and date of a run; ``threads`` is torch's intra-op thread count for it."""
+    cuda = torch.cuda.is_available()
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return dict(
+        cpu=_cpu_model(),
+        cpu_cores=os.cpu_count(),
+        cpu_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        gpu=torch.cuda.get_device_name(0) if cuda else None,
+        gpu_count=torch.cuda.device_count() if cuda else 0,
+        cuda=torch.version.cuda,
+        cudnn=torch.backends.cudnn.version() if cuda else None,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        gvp_bench=_package_version(),
+        git_commit=_git("rev-parse", "HEAD"),
+        git_dirty=None if status is None else bool(status),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        threads=threads,
+    )

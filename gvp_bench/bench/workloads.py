@@ -1,0 +1,177 @@
+"""Workloads: what one benchmark cell measures, the named suites, and how a cell is set up.
+
+A :class:`Workload` is one cell's key (the fields of :data:`gvp_bench.results.CELL_KEY`): an op
+of the API, a zoo model at a size, a strategy, a device, a dtype, and ``k`` (the number of
+vectors, for the batch ops only). A :class:`Suite` is data: which (model, size) pairs, batch
+sizes and dtypes, and how long to measure each cell. :func:`expand` turns a suite and filters
+into the cells to measure, :func:`shard` deterministically keeps one part of them, and
+:func:`prepare` builds a cell: the product call and the plain forward pass it is compared with.
+
+This is the one definition of the workloads: ``gvp-bench run``, the pytest-benchmark suite
+and the asv benchmarks in ``suites/`` all use it.
+"""
+
+import functools
+import hashlib
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .. import zoo
+from ..registry import get_strategy, strategies
+
+OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
+BATCH_OPS = ("batch_jvp", "batch_vjp")
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
+SEED = 0  # weights, inputs and vectors of every cell are drawn from it
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark cell; its fields are the results' CELL_KEY."""
+
+    op: str
+    model: str
+    size: str
+    strategy: str
+    device: str
+    dtype: str
+    k: int | None = None  # vectors per call, for the batch ops; None for the others
+
+    def key(self):
+        return (self.op, self.model, self.size, self.strategy, self.device, self.dtype, self.k)
+
+    def __str__(self):
+        batch = f"[k={self.k}]" if self.k is not None else ""
+        return f"{self.op}{batch} {self.model}/{self.size} {self.strategy} {self.device} {self.dtype}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named set of workloads, with how long each cell is measured."""
+
+    name: str
+    description: str
+    models: tuple           # (model, size) pairs measured on every device
+    cuda_models: tuple      # further (model, size) pairs measured on CUDA only
+    ks: tuple               # vectors per call for the batch ops
+    dtypes: tuple
+    min_run_time: float     # seconds of samples at least, per timed call (torch.utils.benchmark)
+    max_run_time: float     # seconds of samples at most, unless the samples are already stable
+    timeout_s: float        # a cell (warm-up, timing, memory, forward) past this is recorded as timeout
+
+
+SUITES = {suite.name: suite for suite in (
+    Suite("quick", "every strategy and op on five zoo models (CPU-friendly sizes), float32, k=8",
+          models=(("mlp", "tiny"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
+                  ("scalar5", "small")),
+          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60),
+    Suite("full", "every zoo model at small and medium size (and large on CUDA), k in 1, 8, 32, "
+                  "float32 and float64",
+          models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
+          cuda_models=tuple(itertools.product(zoo.names(), ("large",))),
+          ks=(1, 8, 32), dtypes=("float32", "float64"), min_run_time=0.2, max_run_time=2.0, timeout_s=120),
+)}
+
+
+def _choose(kind, requested, valid):
+    """``requested`` names (or every valid one when None), refusing unknown names with the valid ones."""
+    if requested is None:
+        return list(valid)
+    unknown = [name for name in requested if name not in valid]
+    if unknown:
+        raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+    return list(requested)
+
+
+def get_suite(name):
+    """The suite called ``name``."""
+    return SUITES[_choose("suite", [name], SUITES)[0]]
+
+
+def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None):
+    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all)."""
+    models = _choose("model", models, zoo.names())
+    ops = _choose("op", ops, OPS)
+    strategy_names = _choose("strategy", strategy_names, strategies())
+    dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
+    devices = _choose("device", devices, DEVICES)
+    cells = []
+    for device in devices:
+        pairs = suite.models + (suite.cuda_models if device == "cuda" else ())
+        for dtype, (model, size), op in itertools.product(dtypes, pairs, ops):
+            if model not in models:
+                continue
+            for k in suite.ks if op in BATCH_OPS else (None,):
+                cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names]
+    return cells
+
+
+def shard(workloads, index, count):
+    """The workloads of shard ``index`` (1 to ``count``): a stable hash of each cell's key decides,
+    so the shards partition any list of cells the same way on every machine."""
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count}: the index must be between 1 and {count}")
+
+    def owner(workload):
+        digest = hashlib.sha256(repr(workload.key()).encode()).digest()
+        return int.from_bytes(digest[:8], "big") % count + 1
+
+    return [workload for workload in workloads if owner(workload) == index]
+
+
+@dataclass
+class Prepared:
+    """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload."""
+
+    workload: Workload
+    strategy: object
+    product: Callable
+    forward: Callable
+
+
+def _vectors(op, params, output, k, draw):
+    """The vectors op multiplies by: tangents shaped like the params, or cotangents like the output."""
+    batch = (k,) if op in BATCH_OPS else ()
+    if op == "full_jacobian":
+        return ()
+    if op.endswith("jvp"):
+        return ([draw(batch + tuple(p.shape)) for p in params],)
+    return (draw(batch + tuple(output.shape)),)
+
+
+@functools.cache
+def sizes(model, size):
+    """The fields of a row that say how big its workload is (auto's results lookup compares them):
+    the trainable parameter count and the output size of the zoo model."""
+    entry = zoo.build(model, size)
+    return dict(parameters=entry.parameter_count, outputs=entry.output_size)
+
+
+def prepare(workload):
+    """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
+    dtype = getattr(torch, workload.dtype)
+    entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
+    strategy = get_strategy(workload.strategy)
+    func, params = entry.func(), entry.params
+    with torch.no_grad():
+        output = func()
+    generator = torch.Generator().manual_seed(SEED)
+
+    def draw(shape):
+        return torch.randn(shape, generator=generator, dtype=dtype).to(workload.device)
+
+    vectors = _vectors(workload.op, params, output, workload.k, draw)
+    if workload.op.startswith("model_"):
+        product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
+    else:
+        product = functools.partial(getattr(strategy, workload.op), func, params, *vectors)
+
+    @torch.no_grad()
+    def forward():
+        return entry.model(entry.x)
+
+    return Prepared(workload, strategy, product, forward)
