@@ -5,12 +5,14 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
 - time, against two references that no change to a strategy touches, both timed in both runs:
   *vs machine*, the ratio of the medians (new / base) over the machine's drift, the median over
   the cells of the ratio of the plain forward passes (the machine's speed over the whole run);
-  and *vs forward*, the ratio of the cell's costs in forward passes, its own forward pass timed
-  right after it (the machine's speed at that moment). Load on a shared machine moves one of
+  and *vs forward*, the ratio over the cell's own forward pass, timed right after it (the
+  machine's speed at that moment) where that moved further than the drift: load at the moment a
+  cell ran explains a change away, it never adds one. Load on a shared machine moves one of
   them, a slower strategy both. The cell is **slower** when both are beyond their limits and a
-  one-sided Mann-Whitney U test on the two runs' per-call samples is significant (p < 0.05); a
-  cell with too few samples for the test to reach 0.05 at all (3 against 3 or fewer) is judged
-  on the limits alone. **faster** likewise.
+  one-sided Mann-Whitney U test on the two runs' per-call samples is significant (p < 0.05),
+  where the test can decide: a cell whose base samples could not show even a pure change of
+  the size measured (themselves against themselves scaled: 3 samples or fewer, or scattered
+  wider by bursts of load) is judged on the limits alone. **faster** likewise.
 - the limit of each reference is the threshold (10% by default) or, when larger, its noise floor
   in this pair of runs: on a shared machine the same code varies far more between runs than
   within one, so the test alone would flag honest runs. The floor is z robust standard
@@ -78,7 +80,7 @@ class Comparison:
     threshold: float
     drift: float         # new / base time of the plain forward passes, the median over the cells
     machine: Noise       # of the time ratios over the drift ("vs machine")
-    forward: Noise       # of the ratios of the costs in forward passes ("vs forward")
+    forward: Noise       # of the time ratios over the cells' own forward-pass ratios
     base: pd.DataFrame   # the cells read, for the header
     new: pd.DataFrame
 
@@ -111,9 +113,9 @@ def _status_verdict(row, comparison):
     return ("" if new == base else f"{base} -> {new}"), False
 
 
-def _significant(p):
-    """p < ALPHA; a cell whose samples are too few for the test (p is NaN) is not held back by it."""
-    return pd.isna(p) or p < stats.ALPHA
+def _significant(p, decisive):
+    """p < ALPHA; a cell where the test cannot decide (not ``decisive``) is not held back by it."""
+    return p < stats.ALPHA or not decisive
 
 
 def _beyond(ratio, limit, slower):
@@ -128,7 +130,7 @@ def _time_verdict(row, comparison):
     limits = comparison.limit(comparison.machine), comparison.limit(comparison.forward)
     for slower, word, p in ((True, "slower", row.p_slower), (False, "faster", row.p_faster)):
         if _beyond(row.vs_machine, limits[0], slower) and _beyond(row.vs_forward, limits[1], slower) \
-                and _significant(p):
+                and _significant(p, row.decisive):
             return word, slower
     if not 1 / (1 + comparison.threshold) <= row.vs_machine <= 1 + comparison.threshold:
         return "within noise", False
@@ -156,18 +158,22 @@ def _verdicts(comparison):
     return verdicts, regressed
 
 
-def _p_values(table):
-    """The one-sided p-values of slower and faster per cell; NaN where the samples are too few."""
-    slower, faster = [], []
+def _tests(table):
+    """Per cell: the one-sided p-values of slower and faster, and whether the test can decide a
+    change of the size measured (:func:`gvp_bench.stats.can_show` on the base samples); NaN and
+    False where a run did not measure it."""
+    slower, faster, decisive = [], [], []
     for _, row in table.iterrows():
-        base, new = samples(row, "_base"), samples(row, "_new")
-        if row.status_base == "ok" and row.status_new == "ok" and stats.testable(len(base), len(new)):
+        if row.status_base == "ok" and row.status_new == "ok":
+            base, new = samples(row, "_base"), samples(row, "_new")
             slower.append(stats.mann_whitney_greater(base, new))
             faster.append(stats.mann_whitney_greater(new, base))
+            decisive.append(stats.can_show(base, row.time_ratio))
         else:
             slower.append(np.nan)
             faster.append(np.nan)
-    return slower, faster
+            decisive.append(False)
+    return slower, faster, decisive
 
 
 def _float(column):
@@ -182,12 +188,15 @@ def compare(base, new, threshold=THRESHOLD):
     drift = _drift(table[both])
     table["time_ratio"] = _float(table.median_s_new) / _float(table.median_s_base)
     table["vs_machine"] = table.time_ratio / drift
-    table["vs_forward"] = table.time_ratio / (_float(table.forward_median_s_new) / _float(table.forward_median_s_base))
+    own = _float(table.forward_median_s_new) / _float(table.forward_median_s_base)
+    # the cell's own forward pass explains a change away, it never adds one: against the drift where it moved less
+    table["vs_forward"] = table.time_ratio / np.where(table.time_ratio >= drift, np.fmax(own, drift),
+                                                      np.fmin(own, drift))
     table["memory_ratio"] = (_float(table.peak_bytes_new) / _float(table.peak_bytes_base)).where(
         _float(table.peak_bytes_base) > 0)
-    table["p_slower"], table["p_faster"] = _p_values(table)
+    table["p_slower"], table["p_faster"], table["decisive"] = _tests(table)
     comparison = Comparison(table, threshold, drift, Noise.of(np.log(table.vs_machine[both].to_numpy())),
-                            Noise.of(np.log(table.vs_forward[both].to_numpy())), base, new)
+                            Noise.of(np.log((table.time_ratio / own)[both].to_numpy())), base, new)
     table["verdict"], table["regressed"] = _verdicts(comparison)
     score = np.log(table.vs_machine).fillna(0).where(table.status_base.fillna("") == table.status_new.fillna(""),
                                                      np.inf)
@@ -214,7 +223,7 @@ def _display(table):
         rows.append({"verdict": row.verdict, "cell": workload(row), "base": _time(row, "base"),
                      "new": _time(row, "new"), "ratio": units.ratio(row.time_ratio),
                      "vs machine": units.ratio(row.vs_machine), "vs forward": units.ratio(row.vs_forward),
-                     "p": f"{p:.1g}" if pd.notna(p) else "few samples" if both else "",
+                     "p": "" if not both else f"{p:.1g}" if row.decisive else "n/a",
                      "peak memory": units.size_in_bytes(row.peak_bytes_new if both else np.nan),
                      "memory ratio": units.ratio(row.memory_ratio)})
     return pd.DataFrame(rows, columns=["verdict", "cell", "base", "new", "ratio", "vs machine", "vs forward", "p",
@@ -254,7 +263,7 @@ def _reason(row):
         return row.verdict + (f" ({str(row.error_new).splitlines()[0][:120]})" if pd.notna(row.error_new) else "")
     parts = []
     if "slower" in row.verdict:
-        test = f"p={row.p_slower:.1g}" if pd.notna(row.p_slower) else "too few samples to test"
+        test = f"p={row.p_slower:.1g}" if row.decisive else "samples too few or scattered to test"
         parts.append(f"time {units.ratio(row.vs_machine)} vs machine, {units.ratio(row.vs_forward)} vs forward "
                      f"({test})")
     if "more memory" in row.verdict:
@@ -275,10 +284,11 @@ def render(comparison, markdown=False, only_changed=False):
     lines += [f"Drift: NEW ran the plain forward passes {comparison.drift:.3g}x as long as BASE (median over the "
               "cells).",
               f"A cell is slower (faster) when its time changed beyond the limit against both references, with "
-              f"p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples, where there are enough):",
+              f"p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples; n/a where the base samples could not "
+              "show a change of that size, too few or too scattered):",
               f"  vs machine (the time ratio over the drift): {_limit_text(comparison, comparison.machine)}",
-              f"  vs forward (the ratio of the costs in forward passes, each cell's forward pass timed right after "
-              f"it): {_limit_text(comparison, comparison.forward)}",
+              f"  vs forward (the time ratio over the cell's own forward pass, timed right after it, where that moved "
+              f"more than the drift): {_limit_text(comparison, comparison.forward)}",
               f"Memory: more (less) beyond {comparison.threshold:.0%}."]
     if markdown:
         lines = [f"- {line.strip()}" for line in lines]

@@ -26,7 +26,7 @@ def expand(paths):
         if path.is_dir():
             found = sorted(path.rglob("*.jsonl"))
             if not found:
-                raise ResultsError(f"{path}: no results files (*.jsonl) in this folder")
+                raise ResultsError(f"{path}: no results files (*.jsonl) in this folder; gvp-bench run writes them")
             files.extend(found)
         else:
             files.append(path)

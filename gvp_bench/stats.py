@@ -1,11 +1,11 @@
 """The statistics that compare and recommend use to tell a change from noise, with numpy only.
 
 - :func:`mann_whitney_greater`: the one-sided Mann-Whitney U test (normal approximation with
-  the tie and continuity corrections) that the samples of one cell tend to be larger than those
-  of another. It makes no assumption on the shape of the timing distribution, which on a shared
-  machine is skewed and heavy-tailed.
-- :func:`testable`: whether two samples are large enough for that test to reach significance at
-  all (3 against 3 samples or fewer cannot: their smallest p is 0.05 or more).
+  the tie and continuity corrections, never below the exact p of the most extreme outcome) that
+  the samples of one cell tend to be larger than those of another. It makes no assumption on
+  the shape of the timing distribution, which on a shared machine is skewed and heavy-tailed.
+- :func:`can_show`: whether that test could show a change of a given size in a set of samples at
+  all (not with 3 samples or fewer, nor with samples scattered wider than the change).
 - :func:`robust_spread`: the standard deviation of a set of values estimated from their median
   absolute deviation, which a minority of outliers (the real regressions) does not move.
 - :func:`overlap`: whether two sets of samples cannot be told apart (their interquartile ranges
@@ -42,13 +42,18 @@ def mann_whitney_greater(a, b):
     if variance <= 0:
         return 1.0
     z = (u_b - n_a * n_b / 2 - 0.5) / math.sqrt(variance)
-    return 0.5 * math.erfc(z / math.sqrt(2))
+    # With few samples the normal tail is too thin: no outcome is rarer than every value of b above every value of a.
+    return max(0.5 * math.erfc(z / math.sqrt(2)), 1 / math.comb(n, n_a))
 
 
-def testable(n_a, n_b, alpha=ALPHA):
-    """Whether samples of sizes ``n_a`` and ``n_b`` can be significant at ``alpha``: the most extreme
-    outcome (every value of one above every value of the other) has p = 1 / C(n_a + n_b, n_a)."""
-    return n_a > 0 and n_b > 0 and 1 / math.comb(n_a + n_b, n_a) < alpha
+def can_show(samples, ratio, alpha=ALPHA):
+    """Whether the test could show a change of ``samples`` by ``ratio`` at ``alpha``: the samples
+    against themselves scaled by it, a pure change of that size, come out significant. Not with 3
+    samples or fewer (the most extreme outcome of 3 against 3 has p = 1 / C(6, 3) = 0.05), nor
+    when bursts of load scatter them wider than the change."""
+    samples = np.asarray(samples, dtype=float)
+    scaled = samples * ratio
+    return (mann_whitney_greater(samples, scaled) if ratio > 1 else mann_whitney_greater(scaled, samples)) < alpha
 
 
 def robust_spread(values):
