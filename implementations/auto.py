@@ -13,7 +13,9 @@ Deciding:
 2. Results: when results files for this machine (the user's, ``GVP_BENCH_RESULTS``, then the
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
-   candidates in the order of their measured medians there (gvp_bench.autotune.measured).
+   candidates in the order of their measured medians there (gvp_bench.autotune.measured);
+   when several were measured within 1.3x of the best, a calibration among those alone
+   settles the close call (in mode ``results``, which never times, the measured best answers).
 3. Otherwise it calibrates: it times the candidates on this very call, briefly (a warm-up
    each, then rounds of one run each, about 30 ms per candidate at most 20 rounds), drops those
    that are slow, over the memory budget or unsupported, and answers with one ordinary call of
@@ -131,6 +133,12 @@ class Auto(Strategy):
         if settings.uses_results:
             ranking = measured.ranking(workload, settings.results, names)
             if ranking is not None:
+                close = ranking.close_calls()
+                if settings.calibrates and len(close) > 1:
+                    outcome = calibrate({name: get_strategy(name) for name in close}, op, func, params, args, budget)
+                    if outcome.winner is not None:
+                        return self._answer(outcome.winner, f"{ranking.reason}; calibrated: {outcome.summary()}",
+                                            op, func, params, args)
                 order = list(ranking.names) + [name for name in names if name not in ranking.names]
                 return self._first_that_can(order, ranking.reason, op, func, params, args)
         if not settings.calibrates:

@@ -191,11 +191,23 @@ def test_a_benchmark_run_is_what_auto_reads(calibrations, tmp_path):
     entry = zoo.build("mlp", "tiny")
     rows = read(path)[1]
     assert {(row["parameters"], row["outputs"]) for row in rows} == {(entry.parameter_count, entry.output_size)}
-    gvp_bench.configure_auto(results=[path])
+    gvp_bench.configure_auto(mode="results", results=[path])
     gvp_bench.model_jvp(entry.model, entry.x, [torch.ones_like(p) for p in entry.params])
     fastest = min(rows, key=lambda row: row["median_s"])["strategy"]
     assert AUTO.last_choice == fastest and AUTO.last_reason.startswith("measured: run.jsonl model_jvp mlp/tiny: ")
     assert calibrations == []
+
+
+def test_close_calls_in_the_results_are_settled_by_calibrating_them_alone(calibrations, tmp_path):
+    path = write_results(tmp_path / "mine.jsonl", [measured_row("func_vmap", 1.0e-3), measured_row("forward_dual", 1.2e-3),
+                                                   measured_row("double_backward", 2e-3)])
+    gvp_bench.configure_auto(results=[path])
+    x = torch.randn(5, requires_grad=True)
+    gvp_bench.jvp(sine_of(x), [x], torch.ones(5))
+    (names, outcome), = calibrations
+    assert names == ["func_vmap", "forward_dual"] and AUTO.last_choice in names
+    assert AUTO.last_reason.startswith("measured: mine.jsonl jvp m/small: func_vmap 1 ms vs forward_dual 1.2 ms")
+    assert "; calibrated: " in AUTO.last_reason
 
 
 def test_a_folder_of_results_is_searched(calibrations, tmp_path):

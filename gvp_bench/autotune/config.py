@@ -3,7 +3,7 @@
 Settings come from the environment, read on first use, or from :func:`configure_auto`:
 
 - ``GVP_BENCH_AUTO`` / ``mode``: ``measured`` (the default: results for this machine when some
-  are near the workload, else calibration), ``calibrate`` (always calibrate, ignore results),
+  are near the workload, their close calls settled by calibration, else calibration), ``calibrate`` (always calibrate, ignore results),
   ``results`` (results, else the fixed rule: never times anything) or ``rule`` (the fixed rule
   only: no timing, deterministic; the opt-out).
 - ``GVP_BENCH_RESULTS`` / ``results``: the user's own results files or folders of them

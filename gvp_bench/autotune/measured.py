@@ -10,6 +10,11 @@ as ``vjp``), device type and dtype, a measured workload is near when its paramet
 output size and k are each within a factor :data:`TOLERANCE` of the call's; the nearest (the
 least sum of |log ratio|) gives the ranking: its strategies by median time. The user's files
 are searched first; the shipped reference results only when none of them is near.
+
+Strategies measured within :data:`CLOSE` times the best are close calls: on the shared 2-core
+machine two strategies running the very same code (vjp by double_backward and by forward_dual)
+differed by up to 1.25x within one run, and the nearest workload is not always the call's own;
+auto times the close calls on the call to settle them (see implementations/auto.py).
 """
 
 import functools
@@ -26,13 +31,19 @@ from ..results import ResultsError, read
 
 SHIPPED = pathlib.Path(__file__).resolve().parents[2] / "results"
 TOLERANCE = 4.0
+CLOSE = 1.3
 _PRODUCT_OF_OP = {"model_jvp": "jvp", "model_vjp": "vjp"}
 
 
 @dataclass(frozen=True)
 class Ranking:
-    names: tuple  # strategies by median time on the nearest measured workload, fastest first
-    reason: str   # what was measured, for auto.last_reason
+    names: tuple   # strategies by median time on the nearest measured workload, fastest first
+    medians: tuple  # their median times, seconds
+    reason: str    # what was measured, for auto.last_reason
+
+    def close_calls(self):
+        """The strategies measured within :data:`CLOSE` times the best, fastest first."""
+        return tuple(name for name, median in zip(self.names, self.medians) if median <= CLOSE * self.medians[0])
 
 
 @functools.cache
@@ -122,7 +133,8 @@ def _nearest(found, workload, usable):
     _, path, op, model, size, k = key
     times = " vs ".join(f"{row['strategy']} {row['median_s'] * 1e3:.3g} ms" for row in rows[:3])
     where = f"{os.path.basename(path)} {op} {model}/{size}" + (f" k={k}" if k else "")
-    return Ranking(tuple(row["strategy"] for row in rows), f"measured: {where}: {times}")
+    return Ranking(tuple(row["strategy"] for row in rows), tuple(row["median_s"] for row in rows),
+                   f"measured: {where}: {times}")
 
 
 def ranking(workload, user_locations, usable):
