@@ -63,6 +63,31 @@ def _zoo(args):
     return 0
 
 
+def _report(args):
+    from .report import write_report
+
+    print(f"wrote {write_report(args.results, args.out)}, index.html and its figures")
+    return 0
+
+
+def _recommend(args):
+    from . import recommend
+    from .measurements import load_cells
+
+    chosen = recommend.recommend(load_cells(args.results), args.op, args.model, args.size, args.device, args.dtype,
+                                 args.k)
+    print(recommend.render(chosen))
+    return 0 if len(chosen.ranked) else 1
+
+
+def _compare(args):
+    from . import compare
+
+    result = compare.compare_files([args.base], [args.new], args.threshold)
+    print(compare.render(result, markdown=args.format == "markdown", only_changed=args.only_changed))
+    return 1 if len(result.regressions) else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gvp-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +101,27 @@ def build_parser():
     conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
     conformance.add_argument("--quiet", action="store_true", help="no progress bar")
     conformance.set_defaults(run=_conformance)
+    report = commands.add_parser("report", help="write index.md, a self-contained index.html and PNG plots")
+    report.add_argument("results", nargs="+", help="results files, or folders of them (*.jsonl)")
+    report.add_argument("--out", default="report", help="the report's folder (default: report)")
+    report.set_defaults(run=_report)
+    recommend = commands.add_parser("recommend", help="rank the strategies for a workload from measured results")
+    recommend.add_argument("--op", required=True, help="jvp, vjp, model_jvp, model_vjp, batch_jvp, batch_vjp, ...")
+    recommend.add_argument("--model", required=True, help="a zoo model, e.g. mlp")
+    recommend.add_argument("--size", help="tiny, small, medium or large (default: the largest measured)")
+    recommend.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                           help="default: cuda when this machine has it, else cpu")
+    recommend.add_argument("--dtype", default="float32")
+    recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
+    recommend.add_argument("--results", nargs="+", default=["results"], help="files or folders (default: results)")
+    recommend.set_defaults(run=_recommend)
+    compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression")
+    compare.add_argument("base", help="results file or folder of the baseline")
+    compare.add_argument("new", help="results file or folder to check")
+    compare.add_argument("--threshold", type=float, default=0.10, help="relative change that counts (default 0.10)")
+    compare.add_argument("--format", choices=["text", "markdown"], default="text")
+    compare.add_argument("--only-changed", action="store_true", help="list only the cells that changed beyond noise")
+    compare.set_defaults(run=_compare)
     zoo_command = commands.add_parser("zoo", help="list the zoo's models with their sizes and costs")
     zoo_command.add_argument("--models", type=_names, help="comma-separated names (default: all)")
     zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")

@@ -63,11 +63,11 @@ def model_closure(model, x):
 
 
 def _finish(results, create_graph):
-    if create_graph:
-        return results
+    """A strategy's results as documented: a tensor, or a list of tensors (strategies may return any
+    sequence), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
-        return results.detach()
-    return [r.detach() for r in results]
+        return results if create_graph else results.detach()
+    return [r if create_graph else r.detach() for r in results]
 
 
 class Strategy(abc.ABC):

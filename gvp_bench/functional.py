@@ -69,3 +69,20 @@ def as_function_of(func, params):
 def primals_of(params, create_graph):
     """The params as inputs to a transform: connected to their autograd graph only when create_graph."""
     return params if create_graph else tuple(p.detach() for p in params)
+
+
+class EmptyOutputPadding:
+    """Works around torch's Jacobian routines that fail on an output with no elements
+    (torch.func.jacrev(chunk_size=1) and torch.autograd.functional.jacobian(vectorize=True), torch 2.14):
+    :meth:`pad` replaces such an output by one constant element, whose Jacobian row, zeros,
+    :meth:`rows` then drops. The Jacobian of an output with no elements has no rows."""
+
+    numel = None  # the number of elements of the latest output padded
+
+    def pad(self, output):
+        self.numel = output.numel()
+        return output if self.numel else output.new_zeros(1)
+
+    def rows(self, block, param):
+        """A Jacobian block of the padded output as (output numel, *param shape)."""
+        return block.reshape((max(self.numel, 1),) + tuple(param.shape))[:self.numel]

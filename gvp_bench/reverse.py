@@ -23,8 +23,8 @@ def zeros_for(params, batch=()):
 def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None, is_grads_batched=False):
     """torch.autograd.grad with zeros for the inputs outputs do not depend on."""
     batch = grad_outputs.shape[:1] if is_grads_batched else ()
-    if not outputs.requires_grad:
-        return zeros_for(inputs, batch)
+    if not outputs.requires_grad or (is_grads_batched and grad_outputs.shape[0] == 0):
+        return zeros_for(inputs, batch)  # (a batch of no cotangents: the Jacobian of an output with no elements)
     grads = torch.autograd.grad(outputs, inputs, grad_outputs, create_graph=create_graph,
                                 retain_graph=retain_graph, allow_unused=True, is_grads_batched=is_grads_batched)
     return tuple(torch.zeros(tuple(batch) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g

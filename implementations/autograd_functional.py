@@ -13,7 +13,7 @@ import torch
 from torch.autograd import functional as autograd_functional
 
 from gvp_bench.contract import Strategy
-from gvp_bench.functional import as_function_of, primals_of
+from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
 from gvp_bench.validation import check_batch_cotangents, check_cotangent, require_batch
 
 
@@ -55,7 +55,8 @@ class AutogradFunctional(Strategy):
         return tuple(torch.stack(per_param) for per_param in zip(*rows))
 
     def _full_jacobian(self, func, params, create_graph):
-        function = as_function_of(func, params)
-        blocks = autograd_functional.jacobian(function, primals_of(params, create_graph),
-                                              create_graph=create_graph, vectorize=True)
-        return tuple(b.reshape((-1,) + tuple(p.shape)) for b, p in zip(blocks, params))
+        function, padding = as_function_of(func, params), EmptyOutputPadding()
+        blocks = autograd_functional.jacobian(lambda *replacements: padding.pad(function(*replacements)),
+                                              primals_of(params, create_graph), create_graph=create_graph,
+                                              vectorize=True)
+        return tuple(padding.rows(b, p) for b, p in zip(blocks, params))

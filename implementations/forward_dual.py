@@ -55,7 +55,8 @@ class ForwardDual(Strategy):
             output = _dual_pass(func, params, [torch.zeros_like(p) for p in params], create_graph)[0]
             jacobian = output.new_zeros(output.numel(), 0)
         blocks = jacobian.split([p.numel() for p in params], dim=1)
-        return tuple(b.reshape((jacobian.shape[0],) + tuple(p.shape)) for b, p in zip(blocks, params))
+        # The columns are output tangents, in the output's dtype; each block has its param's dtype.
+        return tuple(b.reshape((jacobian.shape[0],) + tuple(p.shape)).to(p.dtype) for b, p in zip(blocks, params))
 
 
 def _basis(params):

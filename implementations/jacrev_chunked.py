@@ -12,7 +12,8 @@ the chunk size trades speed for peak memory. For one product it pays for M backw
 from torch.func import jacrev
 
 from gvp_bench.contract import Strategy
-from gvp_bench.functional import as_function_of, primals_of
+from gvp_bench.dense import jacobian_vector_products, vector_jacobian_products
+from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
 from gvp_bench.validation import check_batch_cotangents, check_cotangent
 
 DEFAULT_CHUNK_SIZE = 32
@@ -28,37 +29,33 @@ class JacrevChunked(Strategy):
 
     def _jacobian(self, func, params, create_graph):
         """func()'s output and J as (output numel, param numel) matrices, one per param."""
-        function = as_function_of(func, params)
+        function, padding = as_function_of(func, params), EmptyOutputPadding()
 
         def with_output(*replacements):
             output = function(*replacements)
-            return output, output
+            return padding.pad(output), output
 
         argnums = tuple(range(len(params)))
         blocks, output = jacrev(with_output, argnums=argnums, has_aux=True, chunk_size=self.chunk_size)(
             *primals_of(params, create_graph))
-        return output, tuple(b.reshape(output.numel(), p.numel()) for b, p in zip(blocks, params))
+        return output, tuple(padding.rows(b, p).reshape(output.numel(), p.numel()) for b, p in zip(blocks, params))
 
     def _jvp(self, func, params, tangents, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
-        return sum(m @ t.reshape(-1) for m, t in zip(matrices, tangents)).reshape(output.shape)
+        return jacobian_vector_products(matrices, tangents, output)
 
     def _batch_jvp(self, func, params, tangents, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
-        batch = tangents[0].shape[0]
-        products = sum(t.reshape(batch, -1) @ m.T for m, t in zip(matrices, tangents))
-        return products.reshape((batch,) + tuple(output.shape))
+        return jacobian_vector_products(matrices, tangents, output, batch=tangents[0].shape[0])
 
     def _vjp(self, func, params, v, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
-        u = check_cotangent(v, output).reshape(-1)
-        return tuple((u @ m).reshape(p.shape) for m, p in zip(matrices, params))
+        return vector_jacobian_products(matrices, check_cotangent(v, output), params)
 
     def _batch_vjp(self, func, params, vs, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)
         us = check_batch_cotangents(vs, output)
-        us = us.reshape(us.shape[0], -1)
-        return tuple((us @ m).reshape((us.shape[0],) + tuple(p.shape)) for m, p in zip(matrices, params))
+        return vector_jacobian_products(matrices, us, params, batch=us.shape[0])
 
     def _full_jacobian(self, func, params, create_graph):
         output, matrices = self._jacobian(func, params, create_graph)

@@ -14,6 +14,7 @@ the reference get today.
 import torch
 
 from gvp_bench.contract import Strategy
+from gvp_bench.dense import jacobian_vector_products
 from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
 from gvp_bench.validation import check_batch_cotangents
 
@@ -32,8 +33,8 @@ class ReferenceLoop(Strategy):
     def _jvp(self, func, params, tangents, create_graph):
         output, live = forward_with_graph(func, params)
         jacobian = _jacobian_rows(output, live, create_graph)
-        flat = sum(rows.reshape(rows.shape[0], -1) @ t.reshape(-1) for rows, t in zip(jacobian, tangents))
-        return flat.reshape(output.shape)
+        matrices = [rows.reshape(output.numel(), p.numel()) for rows, p in zip(jacobian, params)]
+        return jacobian_vector_products(matrices, tangents, output)
 
     def _batch_jvp(self, func, params, tangents, create_graph):
         return torch.stack([self._jvp(func, params, row, create_graph) for row in zip(*tangents)])

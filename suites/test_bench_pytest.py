@@ -19,6 +19,8 @@ import torch
 from gvp_bench.bench import measure, workloads
 from gvp_bench.errors import UnsupportedError
 
+pytestmark = pytest.mark.filterwarnings("ignore::gvp_bench.workarounds.WorkaroundWarning")  # in extra_info instead
+
 
 def _cells():
     for suite in workloads.SUITES.values():

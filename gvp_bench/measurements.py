@@ -1,0 +1,86 @@
+"""Measured cells as report, compare and recommend read them, from results files or folders of them.
+
+:func:`load_cells` reads every results file given (a folder stands for the ``*.jsonl`` files
+under it) with :func:`gvp_bench.results.load`, names the machine each row was measured on
+(``machine``), and keeps the latest measurement of each cell per machine (:func:`latest`), so a
+cell measured again, or shards that overlap, count once.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from .results import CELL_KEY, ResultsError, load
+
+AUTO = "auto"  # the strategy that hands each call to one of the others: measured, never ranked against them
+
+
+def expand(paths):
+    """The results files of ``paths``: files as given, folders as the ``*.jsonl`` files under them."""
+    files = []
+    for path in map(pathlib.Path, paths):
+        if not path.exists():
+            raise ResultsError(f"{path}: no such results file or folder")
+        if path.is_dir():
+            found = sorted(path.rglob("*.jsonl"))
+            if not found:
+                raise ResultsError(f"{path}: no results files (*.jsonl) in this folder; gvp-bench run writes them")
+            files.extend(found)
+        else:
+            files.append(path)
+    if not files:
+        raise ResultsError("no results files given")
+    return [os.fspath(path) for path in files]
+
+
+def _machine_name(machine):
+    """``'AMD EPYC 7763 (2 cores) + NVIDIA H100 80GB HBM3'`` from a fingerprint, or None without a cpu."""
+    if not machine.get("cpu"):
+        return None
+    cores = f" ({machine['cpu_usable']} cores)" if machine.get("cpu_usable") else ""
+    return machine["cpu"] + cores + (f" + {machine['gpu']}" if machine.get("gpu") else "")
+
+
+def _machine(frame):
+    fields = [c for c in frame.columns if c.startswith("machine_")]
+    names = [_machine_name({c.removeprefix("machine_"): v for c, v in zip(fields, values) if pd.notna(v)})
+             for values in frame[fields].itertuples(index=False)]
+    return pd.Series([name or f"run {run}" for name, run in zip(names, frame.run_id)], index=frame.index)
+
+
+def load_frame(paths):
+    """Every row of the results files ``paths``, with ``machine``: the machine it ran on, named by its
+    fingerprint's CPU, usable cores and GPU (the run id for a fingerprint without them)."""
+    frame = load(expand(paths))
+    return frame.assign(machine=_machine(frame))
+
+
+def latest(frame, per_machine=True):
+    """The latest measurement of each cell on each machine (on any machine: ``per_machine=False``)."""
+    frame = frame.sort_values("measured_at", kind="stable", na_position="first")
+    frame = frame.drop_duplicates([*CELL_KEY, "machine"] if per_machine else list(CELL_KEY), keep="last")
+    return frame.sort_values([*CELL_KEY, "machine"], kind="stable", na_position="first").reset_index(drop=True)
+
+
+def load_cells(paths):
+    """One row per measured cell and machine, the latest measurement of it, with ``machine``."""
+    return latest(load_frame(paths))
+
+
+def samples(row, suffix=""):
+    """The per-call seconds of a measured cell as an array (its median alone if it kept none);
+    ``suffix`` picks one side of a merged row (``"_base"``)."""
+    values = row[f"samples_s{suffix}"]
+    if isinstance(values, list) and values:
+        return np.asarray(values, dtype=float)
+    return np.asarray([row[f"median_s{suffix}"]], dtype=float)
+
+
+def workload(row, with_strategy=True):
+    """A cell in words: ``'batch_jvp mlp/small k=8 cpu float32 double_backward'``."""
+    k = row["k"]
+    words = [row["op"], f"{row['model']}/{row['size']}", *([] if pd.isna(k) else [f"k={int(k)}"]),
+             row["device"], row["dtype"]]
+    return " ".join(map(str, words + ([row["strategy"]] if with_strategy else [])))

@@ -1,0 +1,152 @@
+"""``gvp-bench recommend``: the strategies for one workload, fastest first, from measured results.
+
+The workload is an op and a model, and optionally a size, device, dtype and k. When the results
+hold no measurement of exactly that, the nearest measured workload of the same op and model is
+used, and said: the same device first, then the nearest size (in the zoo's order), the nearest k
+(by ratio), the same dtype; among equals, the one where most strategies ran, then the larger
+size and k (where the choice matters more), then the latest. The strategies that ran are ranked
+by median time; ``auto`` is shown against the best but not ranked (it hands each call to one of
+the others); those that did not run are listed with why. When the top two's samples overlap,
+they are within noise of each other, and the recommendation says so.
+"""
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import stats, units
+from .measurements import AUTO, samples, workload
+from .zoo import SIZES
+
+FIELDS = ("size", "device", "dtype", "k")  # what may differ from the request
+
+
+@dataclass
+class Recommendation:
+    request: dict          # op, model and the FIELDS as asked (None: any)
+    cells: pd.DataFrame    # the cells of the workload used: ran (fastest first), auto, did not run
+
+    @property
+    def used(self):
+        """The workload the ranking comes from, as a dict of FIELDS."""
+        first = self.cells.iloc[0]
+        return {name: (None if pd.isna(first[name]) else first[name]) for name in FIELDS}
+
+    @property
+    def ranked(self):
+        return self.cells[(self.cells.status == "ok") & (self.cells.strategy != AUTO)]
+
+    @property
+    def within_noise(self):
+        """Whether the top two's samples overlap."""
+        ranked = self.ranked
+        return len(ranked) > 1 and stats.overlap(samples(ranked.iloc[0]), samples(ranked.iloc[1]))
+
+
+def _size_distance(asked, measured):
+    if asked is None or asked == measured:
+        return 0
+    if asked in SIZES and measured in SIZES:
+        return abs(SIZES.index(asked) - SIZES.index(measured))
+    return len(SIZES)
+
+
+def _k_distance(asked, measured):
+    if asked is None or pd.isna(measured):
+        return 0
+    return abs(math.log2(asked) - math.log2(measured))
+
+
+def _preference(group, request):
+    """How far a measured workload is from the request, then how useful it is; smaller is better."""
+    first = group.iloc[0]
+    return ((request["device"] is not None and first.device != request["device"]),
+            _size_distance(request["size"], first["size"]),
+            _k_distance(request["k"], first.k),
+            (request["dtype"] is not None and first.dtype != request["dtype"]),
+            -int((group.status == "ok").sum()),
+            -(SIZES.index(first["size"]) if first["size"] in SIZES else -1),
+            -(0 if pd.isna(first.k) else first.k),
+            -pd.Timestamp(group.measured_at.max()).timestamp())
+
+
+def recommend(cells, op, model, size=None, device=None, dtype=None, k=None):
+    """Rank the strategies for ``op`` on ``model`` from ``cells`` (:func:`gvp_bench.measurements.load_cells`)."""
+    request = dict(op=op, model=model, size=size, device=device, dtype=dtype, k=k)
+    candidates = cells[(cells.op == op) & (cells.model == model)]
+    if not len(candidates):
+        ops = sorted(set(cells[cells.model == model].op))
+        models = sorted(set(cells[cells.op == op].model))
+        raise ValueError(f"no measurement of {op} on {model}; measured for {model}: {', '.join(ops) or 'nothing'}; "
+                         f"models measured for {op}: {', '.join(models) or 'none'}")
+    groups = [group for _, group in candidates.groupby(["machine", *FIELDS], dropna=False)]
+    chosen = min(groups, key=lambda group: _preference(group, request))
+    ok = chosen.status == "ok"
+    order = [chosen[ok & (chosen.strategy != AUTO)].sort_values("median_s"),
+             chosen[ok & (chosen.strategy == AUTO)], chosen[~ok].sort_values("strategy")]
+    return Recommendation(request, pd.concat(order).reset_index(drop=True))
+
+
+def _differences(recommendation):
+    asked, used = recommendation.request, recommendation.used
+    return [f"{name} {used[name]} instead of {asked[name]}" for name in FIELDS
+            if asked[name] is not None and used[name] != asked[name]]
+
+
+def _table(recommendation):
+    best = recommendation.ranked.median_s.min()
+    rows = []
+    for rank, (_, row) in enumerate(recommendation.cells.iterrows(), start=1):
+        shown = dict.fromkeys(["median time", "IQR", "forward passes", "peak memory", "vs best", "why"], "")
+        shown.update({"rank": "-" if row.status != "ok" or row.strategy == AUTO else rank,
+                      "strategy": row.strategy, "status": row.status})
+        if row.status != "ok":
+            shown["why"] = str(row.error).splitlines()[0][:100] if pd.notna(row.error) else ""
+        else:
+            q1, q3 = (units.seconds(value) for value in pd.Series(samples(row)).quantile([0.25, 0.75]))
+            shown.update({"median time": units.seconds(row.median_s), "IQR": f"{q1} - {q3}",
+                          "forward passes": "" if pd.isna(row.forward_ratio) else f"{row.forward_ratio:.3g}",
+                          "peak memory": units.size_in_bytes(row.peak_bytes),
+                          "vs best": units.ratio(row.median_s / best)})
+        rows.append(shown)
+    return pd.DataFrame(rows)[["rank", "strategy", "status", "median time", "IQR", "forward passes", "peak memory",
+                               "vs best", "why"]]
+
+
+def render(recommendation):
+    """What ``gvp-bench recommend`` prints."""
+    cells, asked = recommendation.cells, recommendation.request
+    first = cells.iloc[0]
+    asked_text = " ".join(f"{name}={asked[name]}" for name in FIELDS if asked[name] is not None)
+    lines = [f"{asked['op']} on {asked['model']}" + (f" ({asked_text})" if asked_text else "") + ":"]
+    differences = _differences(recommendation)
+    measured = (f"{workload(first, with_strategy=False)}, measured on {first.machine}, run {first.run_id} of "
+                f"{str(first.measured_at)[:10]}")
+    lines.append(f"No exact measurement; using the nearest measured workload, {measured}: {'; '.join(differences)}."
+                 if differences else f"Measured workload: {measured}.")
+    lines += ["", _table(recommendation).to_markdown(index=False, tablefmt="simple"), ""]
+    ranked = recommendation.ranked
+    if not len(ranked):
+        lines.append("No strategy ran this workload: nothing to recommend.")
+        return "\n".join(lines)
+    best = ranked.iloc[0]
+    passes = f", {best.forward_ratio:.3g} forward passes" if pd.notna(best.forward_ratio) else ""
+    lines.append(f"Use {best.strategy}: expect {units.seconds(best.median_s)} per call{passes}, and "
+                 f"{units.size_in_bytes(best.peak_bytes) or 'unmeasured'} peak memory.")
+    if recommendation.within_noise:
+        second = ranked.iloc[1]
+        memory = ""
+        if pd.notna(second.peak_bytes) and pd.notna(best.peak_bytes) and best.peak_bytes and second.peak_bytes:
+            ratio = second.peak_bytes / best.peak_bytes
+            memory = f"; {second.strategy} needs " + (
+                "about the same memory" if 0.95 < ratio < 1.05 else
+                f"{units.ratio(1 / ratio)} less memory" if ratio < 1 else f"{units.ratio(ratio)} the memory")
+        lines.append(f"{best.strategy} and {second.strategy} are within noise of each other "
+                     f"({units.ratio(second.median_s / best.median_s)}; their samples overlap or are too few to tell "
+                     f"them apart): either may win another run{memory}.")
+    elif len(ranked) > 1:
+        second = ranked.iloc[1]
+        lines.append(f"The runner-up, {second.strategy}, is {units.ratio(second.median_s / best.median_s)} slower, "
+                     "beyond noise.")
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The report's figures, drawn with matplotlib and saved as PNG files.
+
+The figures are ``matplotlib.figure.Figure`` objects, never pyplot's: no display or GUI backend
+is involved, Agg renders the PNGs, and nothing global is left behind. Each function takes the
+measured cells of one group (a device and dtype, or a model workload), the strategies of the
+whole report (so that colours and rows agree between figures) and a folder; it saves one figure
+there and returns it as a :class:`~gvp_bench.report.render.Figure` (None when the group has
+nothing to draw). Times and memory are on log scales; a cell that did not run is drawn as such
+(its status written in its place, or a hollow marker on the bottom edge), never left out.
+"""
+
+import functools
+import os
+import re
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, NullLocator
+
+from .. import units
+from ..measurements import AUTO
+from .render import Figure as Saved
+from .tables import op_order, ordered
+
+DPI = 100
+MARKERS = "osD^vP*Xph"
+OVERVIEW_MAX = 100  # the overview's colour scale: 1x (green) to 100x the fastest and beyond (red), in every report
+DODGE = 1.04  # sideways nudge between strategies on log x axes, as a factor
+FAILED_COLOUR = {"unsupported": "0.45"}  # every other status that did not run: red
+SECONDS = FuncFormatter(lambda value, _: units.seconds(value))
+BYTES = FuncFormatter(lambda value, _: units.size_in_bytes(value))
+
+
+def _colours(strategies):
+    palette = matplotlib.colormaps["tab10"].colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(strategies)}
+
+
+def _slug(*parts):
+    """A file name part: letters, digits, '.', '_' and '-' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(part) for part in parts))
+
+
+def _save(figure, directory, name, caption):
+    figure.savefig(os.path.join(directory, name), dpi=DPI)
+    return Saved(name, caption)
+
+
+def _fail_bottom(axis, x, colour, marker="o"):
+    """A hollow marker on the bottom edge of ``axis`` at data position ``x``: a cell that did not run."""
+    axis.plot([x], [0.02], marker=marker, markersize=8, markerfacecolor="none", markeredgecolor=colour,
+              markeredgewidth=1.5, linestyle="none", transform=axis.get_xaxis_transform(), clip_on=False)
+
+
+def _log_y(axis, value):
+    """A log y axis in human units: seconds by decades, bytes by powers of two."""
+    if value == "median_s":
+        axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(SECONDS)
+    else:
+        axis.set_yscale("log", base=2)
+        axis.yaxis.set_major_formatter(BYTES)
+
+
+def _group_label(device, dtype):
+    return f"{device}, {dtype}"
+
+
+# -- overview: time relative to the fastest, every strategy x workload ---------------------------
+
+def _overview_axis(axis, cells, strategies, op):
+    columns = []
+    grid = np.full((len(strategies), cells.groupby(["model", "size", "k"], dropna=False).ngroups), np.nan)
+    for j, ((model, size, k), cell) in enumerate(cells.groupby(["model", "size", "k"], dropna=False, sort=False)):
+        columns.append(f"{model}/{size}" + (f"\nk={int(k)}" if pd.notna(k) else ""))
+        ok = cell[cell.status == "ok"]
+        best = (ok[ok.strategy != AUTO] if (ok.strategy != AUTO).any() else ok).median_s.min()
+        for row in cell.itertuples():
+            i = strategies.index(row.strategy)
+            if row.status == "ok":
+                grid[i, j] = max(row.median_s / best, 1.0)
+                axis.text(j, i, units.ratio(row.median_s / best, digits=2), ha="center", va="center", fontsize=8,
+                          fontweight="bold" if row.median_s == best else "normal")
+            else:
+                axis.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.92",
+                                                            hatch="//", edgecolor="0.75", linewidth=0))
+                axis.text(j, i, row.status, ha="center", va="center", fontsize=7,
+                          color=FAILED_COLOUR.get(row.status, "tab:red"))
+    image = axis.imshow(grid, cmap="RdYlGn_r", norm=LogNorm(1, OVERVIEW_MAX, clip=True), aspect="auto")
+    axis.set_xticks(range(len(columns)), columns, fontsize=8)
+    axis.set_yticks(range(len(strategies)), strategies, fontsize=8)
+    axis.set_title(op, fontsize=10, loc="left")
+    return image
+
+
+def overview(cells, strategies, directory):
+    """One device and dtype: every strategy x workload, its time as a multiple of the fastest."""
+    device, dtype = cells.device.iloc[0], cells.dtype.iloc[0]
+    ops = op_order(cells)
+    width = max(cells[cells.op == op].groupby(["model", "size", "k"], dropna=False).ngroups for op in ops)
+    figure = Figure(figsize=(3 + 1.0 * width, len(ops) * (0.3 * len(strategies) + 0.9)), layout="constrained")
+    axes = figure.subplots(len(ops), 1, squeeze=False)[:, 0]
+    for axis, op in zip(axes, ops):
+        image = _overview_axis(axis, cells[cells.op == op], strategies, op)
+    bar = figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.6, extend="max")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: units.ratio(value)))
+    figure.suptitle(f"Time relative to the fastest strategy ({_group_label(device, dtype)}); "
+                    "hatched: did not run", fontsize=11)
+    return _save(figure, directory, f"overview-{_slug(device, dtype)}.png",
+                 f"Every strategy on every workload ({_group_label(device, dtype)}): time per call as a multiple "
+                 "of the fastest (1x, in bold); hatched cells did not run, with their status.")
+
+
+# -- per model workload: time and memory per strategy per op --------------------------------------
+
+def _bars(axis, cells, strategies, colours, value, ops):
+    width = 0.8 / len(strategies)
+    for i, strategy in enumerate(strategies):
+        for j, op in enumerate(ops):
+            x = j - 0.4 + width * (i + 0.5)
+            row = cells[(cells.op == op) & (cells.strategy == strategy)]
+            if not len(row):
+                continue
+            row = row.iloc[0]
+            if row.status == "ok" and pd.notna(row[value]):
+                axis.bar(x, row[value], width, color=colours[strategy])
+            else:
+                axis.text(x, 0.03, row.status if row.status != "ok" else "not measured", rotation=90, fontsize=7,
+                          ha="center", va="bottom", transform=axis.get_xaxis_transform(),
+                          color=FAILED_COLOUR.get(row.status, "tab:red"))
+    _log_y(axis, value)
+    axis.set_xticks(range(len(ops)), ops, fontsize=9)
+    axis.grid(axis="y", which="major", alpha=0.3)
+
+
+def _largest_k(cells):
+    """Each op at one point: batch ops at their largest k."""
+    largest = cells.groupby("op", dropna=False).k.transform("max")
+    return cells[cells.k.isna() | (cells.k == largest)]
+
+
+def model_bars(cells, strategies, directory):
+    """One model workload: time (with a forward-pass axis) and peak memory per strategy per op."""
+    model, size, device, dtype = cells[["model", "size", "device", "dtype"]].iloc[0]
+    colours = _colours(strategies)
+    cells = _largest_k(cells)
+    ops = op_order(cells)
+    ks = ", ".join(f"{op} k={int(k)}" for op, k in cells.dropna(subset=["k"]).groupby("op").k.first().items())
+    figure = Figure(figsize=(max(8, 1.6 * len(ops)), 7.5), layout="constrained")
+    time_axis, memory_axis = figure.subplots(2, 1)
+    _bars(time_axis, cells, strategies, colours, "median_s", ops)
+    time_axis.set_ylabel("median time per call")
+    forward = cells.forward_median_s.median()
+    if pd.notna(forward):
+        passes = time_axis.secondary_yaxis("right", functions=(lambda t: t / forward, lambda p: p * forward))
+        passes.set_ylabel("forward passes")
+    _bars(memory_axis, cells, strategies, colours, "peak_bytes", ops)
+    memory_axis.set_ylabel("peak memory")
+    figure.legend(handles=[Patch(color=colours[s], label=s) for s in strategies],
+                  loc="outside right upper", fontsize=8, title="strategy")
+    figure.suptitle(f"{model}/{size} on {_group_label(device, dtype)}" + (f" ({ks})" if ks else ""), fontsize=11)
+    return _save(figure, directory, f"model-{_slug(model, size, device, dtype)}.png",
+                 f"{model}/{size} ({_group_label(device, dtype)}): median time per call (right axis: in forward "
+                 "passes of the model) and peak memory, per strategy and op; a cell that did not run shows its "
+                 "status instead of a bar.")
+
+
+# -- growth: with k for batch ops, with output size for full_jacobian ------------------------------
+
+def _lines(axis, points, x, value, colours, by=("strategy",), marker_of=lambda row: "o"):
+    """One line per group ``by`` through the ok points, hollow bottom markers for the others; each
+    strategy's points are nudged sideways (by a few percent of the log x axis) so equal values do
+    not hide one another."""
+    strategies = list(colours)
+    for _, line in points.groupby(list(by), sort=False):
+        line = line.sort_values(x)
+        first = line.iloc[0]
+        nudge = DODGE ** (strategies.index(first.strategy) - (len(strategies) - 1) / 2)
+        ok = line[(line.status == "ok") & line[value].notna()]
+        axis.plot(ok[x] * nudge, ok[value], marker=marker_of(first), color=colours[first.strategy], linewidth=1.5)
+        for row in line[line.status != "ok"].itertuples():
+            _fail_bottom(axis, getattr(row, x) * nudge, colours[row.strategy], marker_of(row))
+    _log_y(axis, value)
+    axis.set_xscale("log")
+    axis.set_xticks(sorted(set(points[x])), [f"{v:g}" for v in sorted(set(points[x]))])
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.grid(which="major", alpha=0.3)
+
+
+def _legend(figure, colours, strategies, extra=()):
+    handles = [Line2D([], [], color=colours[s], marker="o", label=s) for s in strategies]
+    handles += [*extra, Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none",
+                               label="did not run (bottom edge)")]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+
+
+def k_growth(cells, strategies, directory):
+    """One model workload: its batch ops' time and memory against k, where they ran at two k or more."""
+    model, size, device, dtype = cells[["model", "size", "device", "dtype"]].iloc[0]
+    colours = _colours(strategies)
+    batch = cells[cells.k.notna()].astype({"k": float})
+    ops = [op for op in op_order(batch) if batch[batch.op == op].k.nunique() > 1]
+    if not ops:
+        return None
+    figure = Figure(figsize=(10, 3.2 * len(ops)), layout="constrained")
+    for row_axes, op in zip(figure.subplots(len(ops), 2, squeeze=False), ops):
+        for axis, value, label in zip(row_axes, ("median_s", "peak_bytes"), ("time per call", "peak memory")):
+            _lines(axis, batch[batch.op == op], "k", value, colours)
+            axis.set_xlabel("k (vectors per call)")
+            axis.set_title(f"{op}: {label}", fontsize=10, loc="left")
+    _legend(figure, colours, strategies)
+    figure.suptitle(f"{model}/{size} on {_group_label(device, dtype)}: growth with k", fontsize=11)
+    return _save(figure, directory, f"k-{_slug(model, size, device, dtype)}.png",
+                 f"{model}/{size} ({_group_label(device, dtype)}): how the batch products' time and peak memory "
+                 "grow with the number of vectors k (log-log).")
+
+
+@functools.lru_cache(maxsize=None)
+def output_size(model, size):
+    """The zoo model's output size, or None for a model this zoo does not know."""
+    from .. import zoo
+
+    try:
+        return zoo.build(model, size).output_size
+    except ValueError:
+        return None
+
+
+def jacobian_growth(cells, strategies, directory):
+    """One device and dtype: full_jacobian's time and memory against the model's output size."""
+    device, dtype = cells.device.iloc[0], cells.dtype.iloc[0]
+    colours = _colours(strategies)
+    jacobians = cells[cells.op == "full_jacobian"]
+    jacobians = jacobians.assign(outputs=[output_size(m, s) for m, s in zip(jacobians.model, jacobians["size"])])
+    unknown = sorted(set(jacobians[jacobians.outputs.isna()].model))
+    jacobians = jacobians.dropna(subset=["outputs"])
+    if not len(jacobians):
+        return None
+    models = ordered(jacobians.model)
+    marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(models)}
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    for axis, value, label in zip(figure.subplots(1, 2), ("median_s", "peak_bytes"), ("time", "peak memory")):
+        _lines(axis, jacobians, "outputs", value, colours, by=("strategy", "model"),
+               marker_of=lambda row: marker[row.model])
+        axis.set_xlabel("output size M (elements)")
+        axis.set_title(f"full_jacobian: {label}", fontsize=10, loc="left")
+    _legend(figure, colours, strategies, [Line2D([], [], color="0.3", marker=marker[m], linestyle="none", label=m)
+                                          for m in models])
+    figure.suptitle(f"full_jacobian against output size on {_group_label(device, dtype)}", fontsize=11)
+    caption = (f"full_jacobian ({_group_label(device, dtype)}): time and peak memory against the output size M; "
+               "colour is the strategy, marker shape the model, lines join a model's sizes.")
+    if unknown:
+        caption += f" Not placed (models this zoo does not know): {', '.join(unknown)}."
+    return _save(figure, directory, f"jacobian-{_slug(device, dtype)}.png", caption)

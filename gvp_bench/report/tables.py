@@ -1,0 +1,124 @@
+"""The report's tables, as pandas DataFrames of display strings, from measured cells.
+
+Every strategy measured anywhere appears in every table that has a column or row per strategy;
+a cell that did not run shows its status (unsupported, error, oom, timeout) where a number
+would be, and :func:`failures` lists each with its reason.
+"""
+
+import pandas as pd
+
+from .. import stats, units
+from ..measurements import AUTO, samples
+
+OP_ORDER = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
+WORKLOAD = ["op", "model", "size", "k", "device", "dtype"]
+
+
+def ordered(values, order=()):
+    """The distinct ``values``, those in ``order`` first in that order, then the others sorted."""
+    present = set(values)
+    return [v for v in order if v in present] + sorted(present - set(order), key=str)
+
+
+def strategy_order(cells):
+    """Strategies by name, ``auto`` last."""
+    names = ordered(cells.strategy)
+    return [name for name in names if name != AUTO] + [name for name in names if name == AUTO]
+
+
+def op_order(cells):
+    return ordered(cells.op, OP_ORDER)
+
+
+def _k_text(k):
+    return "" if pd.isna(k) else str(int(k))
+
+
+def _time_text(row):
+    if row.status != "ok":
+        return row.status.upper()
+    passes = f" ({row.forward_ratio:.3g} fwd)" if pd.notna(row.forward_ratio) else ""
+    return units.seconds(row.median_s) + passes
+
+
+def _memory_text(row):
+    return units.size_in_bytes(row.peak_bytes) if row.status == "ok" else row.status.upper()
+
+
+def _pivot(cells, text):
+    """One row per product (op, and k for batch ops), one column per strategy, ``text(row)`` in each."""
+    ops = op_order(cells)
+    rows = cells.assign(value=[text(row) for row in cells.itertuples()],
+                        product=[op + (f" k={int(k)}" if pd.notna(k) else "") for op, k in zip(cells.op, cells.k)],
+                        order=[(ops.index(op), 0 if pd.isna(k) else int(k)) for op, k in zip(cells.op, cells.k)])
+    products = rows.sort_values("order")["product"].unique()
+    table = rows.pivot_table(index="product", columns="strategy", values="value", aggfunc="first")
+    return table.reindex(index=products, columns=strategy_order(cells)).fillna("not measured")
+
+
+def times(cells):
+    """Median time per call (and in forward passes) per op and k x strategy, for one model workload."""
+    return _pivot(cells, _time_text)
+
+
+def memory(cells):
+    """Peak memory per op and k x strategy, for one model workload."""
+    return _pivot(cells, _memory_text)
+
+
+def status_counts(cells):
+    """How many cells each strategy measured, by status: every strategy, whatever its results."""
+    table = pd.crosstab(cells.strategy, cells.status).reindex(strategy_order(cells))
+    table = table.reindex(columns=[s for s in ("ok", "unsupported", "error", "oom", "timeout") if s in table])
+    return table.assign(total=table.sum(axis=1))
+
+
+def _winner(group):
+    ok = group[(group.status == "ok") & (group.strategy != AUTO)].sort_values("median_s")
+    failed = sorted(group.strategy[group.status != "ok"])
+    row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", auto="",
+               not_ok=", ".join(failed))
+    if len(ok):
+        best = ok.iloc[0]
+        row.update(winner=best.strategy, time=units.seconds(best.median_s), memory=units.size_in_bytes(best.peak_bytes))
+    if len(ok) > 1:
+        second = ok.iloc[1]
+        row.update(runner_up=second.strategy, margin=units.ratio(second.median_s / best.median_s),
+                   noise="within noise" if stats.overlap(samples(best), samples(second)) else "")
+    auto = group[(group.strategy == AUTO) & (group.status == "ok")]
+    if len(ok) and len(auto):
+        row["auto"] = units.ratio(auto.median_s.iloc[0] / best.median_s)
+    return row
+
+
+def winners(cells):
+    """The fastest strategy per workload, its margin over the runner-up, and whether the two are
+    within noise; ``auto`` as a ratio to the winner; the strategies that did not run."""
+    rows = []
+    for key, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
+        rows.append(dict(zip(WORKLOAD, key), **_winner(group)))
+    table = pd.DataFrame(rows)
+    table["k"] = table.k.map(_k_text)
+    ops = op_order(cells)
+    table = table.sort_values(["op", "model", "size", "device", "dtype", "k"],
+                              key=lambda c: c.map(ops.index) if c.name == "op" else c, kind="stable")
+    return table.rename(columns={"runner_up": "runner-up", "margin": "runner-up / winner",
+                                 "auto": "auto / winner", "not_ok": "did not run"}).reset_index(drop=True)
+
+
+def failures(cells):
+    """Every cell that did not run, with its status and the first line of its reason."""
+    rows = cells[cells.status != "ok"]
+    table = rows[["strategy", *WORKLOAD, "status", "error"]].assign(
+        k=rows.k.map(_k_text), error=rows.error.fillna("").astype(str).str.split("\n").str[0].str.slice(0, 160))
+    return table.sort_values(["strategy", "op", "model"], kind="stable").reset_index(drop=True)
+
+
+def environment(frame):
+    """The machine fingerprint of every run read: one column per run, one row per field."""
+    machine = [c for c in frame.columns if c.startswith("machine_")]
+    runs = frame.drop_duplicates("run_id")
+    table = runs.set_index("run_id")[["suite", "source", *machine]]
+    table = table.rename(columns=lambda c: c.removeprefix("machine_")).T
+    table.columns = [f"run {run_id}" for run_id in table.columns]
+    return table.fillna("").astype(str)

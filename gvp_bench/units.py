@@ -1,0 +1,36 @@
+"""Human units for measured quantities: times in s / ms / µs / ns, memory in B / KiB / MiB / GiB,
+ratios as ``1.23x``. Missing values print as an empty string."""
+
+import math
+
+
+def _missing(value):
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def seconds(value):
+    """``0.00123`` -> ``'1.23 ms'``."""
+    if _missing(value):
+        return ""
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def size_in_bytes(value):
+    """``1572864`` -> ``'1.5 MiB'``."""
+    if _missing(value):
+        return ""
+    value = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.3g} {unit}" if unit != "B" else f"{value:.0f} B"
+        value /= 1024
+
+
+def ratio(value, digits=3):
+    """``1.234`` -> ``'1.23x'``; ``1234.5`` -> ``'1234x'`` (no exponent)."""
+    if _missing(value):
+        return ""
+    return f"{value:.{digits}g}x" if abs(value) < 10 ** digits else f"{value:.0f}x"

@@ -1,0 +1,73 @@
+"""gvp-bench recommend: ranks the strategies of a workload, falls back to the nearest measured one
+and says which, gives the expected time and memory, and says when the top two are within noise."""
+
+import numpy as np
+import pytest
+import synthetic_results as synthetic
+
+from gvp_bench import cli
+from gvp_bench.measurements import load_cells
+from gvp_bench.recommend import recommend
+
+
+def _workload(rng, times, noise=0.02, **fields):
+    """One workload: strategy -> median time, with peak memory 1 MiB x its rank."""
+    fields = dict(dict(op="jvp", model="mlp", size="small"), **fields)
+    return [synthetic.ok_row(fields["op"], fields["model"], fields["size"], strategy, median, rng=rng, noise=noise,
+                             peak_bytes=2 ** 20 * (i + 1), **{k: v for k, v in fields.items()
+                                                               if k not in ("op", "model", "size")})
+            for i, (strategy, median) in enumerate(times.items())]
+
+
+@pytest.fixture
+def results(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = (_workload(rng, {"forward_dual": 1e-3, "func_vmap": 2e-3, "reference_loop": 9e-3, "auto": 1.1e-3})
+            + _workload(rng, {"forward_dual": 3e-3, "double_backward": 3.05e-3}, noise=0.2, size="medium")
+            + _workload(rng, {"func_vmap": 4e-3, "forward_dual": 6e-3}, op="batch_jvp", k=8)
+            + _workload(rng, {"func_vmap": 9e-3, "forward_dual": 8e-3}, op="batch_jvp", k=32))
+    rows.append(dict(op="jvp", model="mlp", size="small", strategy="jacrev_chunked", device="cpu", dtype="float32",
+                     k=None, status="unsupported", error="no forward-mode AD formula for aten::foo"))
+    return synthetic.write(tmp_path / "run.jsonl", rows)
+
+
+def test_ranks_by_time_with_auto_aside_and_failures_listed(results, capsys):
+    assert cli.main(["recommend", "--op", "jvp", "--model", "mlp", "--size", "small", "--device", "cpu",
+                     "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "Measured workload: jvp mlp/small cpu float32" in out
+    assert "Use forward_dual: expect " in out and " per call" in out and "1 MiB peak memory" in out
+    ranking = [line.split()[:2] for line in out.splitlines() if line.split()[:1] in (["1"], ["2"], ["3"], ["-"])]
+    assert ranking == [["1", "forward_dual"], ["2", "func_vmap"], ["3", "reference_loop"], ["-", "auto"],
+                       ["-", "jacrev_chunked"]]
+    assert "no forward-mode AD formula for aten::foo" in out
+    assert "beyond noise" in out
+
+
+def test_top_two_within_noise(results):
+    cells = load_cells([results])
+    chosen = recommend(cells, "jvp", "mlp", size="medium")
+    assert chosen.within_noise
+    assert not recommend(cells, "jvp", "mlp", size="small").within_noise
+
+
+def test_nearest_workload_is_said(results, capsys):
+    assert cli.main(["recommend", "--op", "batch_jvp", "--model", "mlp", "--size", "large", "--k", "16",
+                     "--device", "cuda", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    # the same distance in k from 8 and 32 (a factor 2): the larger k, where the choice matters more
+    assert ("No exact measurement; using the nearest measured workload, batch_jvp mlp/small k=32 cpu float32"
+            in out)
+    assert "size small instead of large; device cpu instead of cuda; k 32 instead of 16" in out
+    assert "Use forward_dual" in out
+
+
+def test_nearest_k(results):
+    cells = load_cells([results])
+    assert recommend(cells, "batch_jvp", "mlp", k=4).used["k"] == 8
+    assert recommend(cells, "batch_jvp", "mlp").used["k"] == 32  # no k asked: the largest
+
+
+def test_unmeasured_model_is_an_error_naming_what_was_measured(results):
+    with pytest.raises(SystemExit, match="no measurement of jvp on resnet; .*models measured for jvp: mlp"):
+        cli.main(["recommend", "--op", "jvp", "--model", "resnet", "--results", str(results)])

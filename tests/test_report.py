@@ -1,0 +1,85 @@
+"""gvp-bench report: index.md, a self-contained index.html and PNG figures, every strategy shown,
+the cells that did not run listed with why, several machines merged."""
+
+import base64
+import re
+
+import pytest
+import synthetic_results as synthetic
+
+from gvp_bench import cli
+from gvp_bench.measurements import latest, load_frame
+from gvp_bench.report import tables
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One report of a synthetic run of two models, written by the command line."""
+    folder = tmp_path_factory.mktemp("report")
+    results = synthetic.write(folder / "run.jsonl", synthetic.cells(models=("cnn", "transformer")))
+    out = folder / "report"
+    assert cli.main(["report", str(results), "--out", str(out)]) == 0
+    return out
+
+
+def test_report_writes_markdown_html_and_figures(report):
+    markdown = (report / "index.md").read_text()
+    figures = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", markdown)
+    assert len(figures) >= 3
+    assert {path.name for path in report.glob("*.png")} == set(figures)
+    for name in figures:
+        assert (report / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_html_is_self_contained(report):
+    page = (report / "index.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == len(list(report.glob("*.png")))
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert base64.b64decode(images[0].split(",", 1)[1]).startswith(b"\x89PNG")
+    assert not re.search(r"<script|<link|https?://", page)
+    assert "<table" in page
+
+
+def test_every_strategy_and_every_failure_is_shown(report):
+    markdown = (report / "index.md").read_text()
+    counts = markdown.split("## Cells per strategy and status")[1].split("##")[0]
+    for strategy in synthetic.STRATEGIES:
+        assert f"| {strategy}" in counts
+    for status in ("UNSUPPORTED", "ERROR", "OOM", "TIMEOUT"):  # in the per-model tables, where the number would be
+        assert status in markdown
+    failures = markdown.split("## Cells that did not run")[1].split("##")[0]
+    for reason in ("has no forward-mode AD formula", "over the 60 s budget", "out of memory", "vmap: inplace"):
+        assert reason in failures
+
+
+def test_winner_table_excludes_auto_and_gives_the_margin(tmp_path):
+    rows = synthetic.cells(models=("transformer",))
+    cells = latest(load_frame([synthetic.write(tmp_path / "run.jsonl", rows)]))
+    winners = tables.winners(cells)
+    assert "auto" not in set(winners.winner)
+    jvp = winners[winners.op == "jvp"].iloc[0]  # only double_backward (and auto) run a JVP of the transformer
+    assert jvp.winner == "double_backward" and jvp["runner-up"] == ""
+    assert "forward_dual" in jvp["did not run"]
+    vjp = winners[winners.op == "vjp"].iloc[0]
+    assert vjp["runner-up / winner"].endswith("x") and float(vjp["runner-up / winner"][:-1]) >= 1
+
+
+def test_machines_merge_with_the_device_naming_the_machine(tmp_path):
+    rows = synthetic.cells(models=("cnn",))
+    first = synthetic.write(tmp_path / "a.jsonl", rows)
+    second = synthetic.write(tmp_path / "b.jsonl", rows, machine=dict(synthetic.MACHINE, cpu="Intel Xeon 8480+"))
+    frame = load_frame([first, second])
+    assert len(latest(frame)) == 2 * len(rows)  # the same cells on two machines are both kept
+    environment = tables.environment(frame)
+    assert environment.shape[1] == 2 and "Intel Xeon 8480+" in set(environment.loc["cpu"])
+    from gvp_bench.report import _with_machine_in_device
+
+    devices = set(_with_machine_in_device(latest(frame)).device)
+    assert devices == {"cpu @ AMD EPYC 7763 64-Core Processor (2 cores)", "cpu @ Intel Xeon 8480+ (2 cores)"}
+
+
+def test_a_file_without_cells_is_an_error(tmp_path):
+    empty = synthetic.write(tmp_path / "empty.jsonl", [])
+    with pytest.raises(SystemExit, match="no measured cells to report"):
+        cli.main(["report", str(empty), "--out", str(tmp_path / "report")])
