@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import gvp_bench
+from gvp_bench.conformance.cases import CubeBackwardOnly
 from conftest import DEVICES
 
 STRATEGIES = gvp_bench.strategies()
@@ -75,17 +76,6 @@ def test_strategy_instances_and_options_are_accepted():
 
 
 def test_auto_falls_back_when_a_strategy_is_unsupported():
-    class CubeBackwardOnly(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x ** 3
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return 3 * x ** 2 * grad
-
     x = torch.randn(3, requires_grad=True)
     auto = gvp_bench.get_strategy("auto")
     result = gvp_bench.jvp(lambda: CubeBackwardOnly.apply(x), [x], torch.ones(3))

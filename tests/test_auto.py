@@ -15,6 +15,7 @@ from gvp_bench.autotune import candidates, measured
 from gvp_bench.autotune.calibration import Calibration, calibrate
 from gvp_bench.autotune.signature import Workload, signature
 from gvp_bench.conformance import case_by_name, run_cell
+from gvp_bench.conformance.cases import CubeBackwardOnly
 from gvp_bench.results import ResultsWriter, new_header, read
 from gvp_bench.workarounds import WorkaroundWarning
 
@@ -104,17 +105,6 @@ def test_signature_tells_models_and_inputs_apart():
 
 
 def test_a_cached_choice_that_cannot_do_the_call_is_decided_again(monkeypatch):
-    class CubeBackwardOnly(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x ** 3
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return 3 * x ** 2 * grad
-
     gvp_bench.configure_auto(mode="calibrate")
     winning(monkeypatch, "forward_dual")
     x = torch.randn(4, requires_grad=True)
@@ -319,17 +309,6 @@ def test_candidates_leave_out_the_hopeless_and_the_too_big():
 
 
 def test_unsupported_candidates_are_skipped(calibrations):
-    class CubeBackwardOnly(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x ** 3
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return 3 * x ** 2 * grad
-
     gvp_bench.configure_auto(mode="calibrate")
     x = torch.randn(3, requires_grad=True)
     result = gvp_bench.jvp(lambda: CubeBackwardOnly.apply(x), [x], torch.ones(3))

@@ -21,12 +21,12 @@ import functools
 import math
 import os
 import pathlib
-import platform
 import warnings
 from dataclasses import dataclass
 
 import torch
 
+from ..bench.machine import cpu_model
 from ..results import ResultsError, read
 
 SHIPPED = pathlib.Path(__file__).resolve().parents[2] / "results"
@@ -46,18 +46,6 @@ class Ranking:
         return tuple(name for name, median in zip(self.names, self.medians) if median <= CLOSE * self.medians[0])
 
 
-@functools.cache
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _minor_version(version):
     return ".".join(str(version).split("+")[0].split(".")[:2])
 
@@ -66,7 +54,7 @@ def this_machine(device):
     """The fingerprint fields a results file must match for this device."""
     if device.type == "cuda":
         return {"gpu": torch.cuda.get_device_name(device), "torch": _minor_version(torch.__version__)}
-    return {"cpu": _cpu_model(), "torch": _minor_version(torch.__version__)}
+    return {"cpu": cpu_model(), "torch": _minor_version(torch.__version__)}
 
 
 def _matches(machine, wanted):

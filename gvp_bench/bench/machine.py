@@ -1,6 +1,7 @@
 """The machine fingerprint written in every results file's header: what the numbers were measured on."""
 
 import datetime
+import functools
 import os
 import pathlib
 import platform
@@ -10,7 +11,9 @@ from importlib.metadata import PackageNotFoundError, version
 import torch
 
 
-def _cpu_model():
+@functools.cache
+def cpu_model():
+    """This CPU's model name, as the fingerprint records it."""
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -42,7 +45,7 @@ def fingerprint(threads):
     cuda = torch.cuda.is_available()
     status = _git("status", "--porcelain", "--untracked-files=no")
     return dict(
-        cpu=_cpu_model(),
+        cpu=cpu_model(),
         cpu_cores=os.cpu_count(),
         cpu_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         gpu=torch.cuda.get_device_name(0) if cuda else None,

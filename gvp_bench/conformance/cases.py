@@ -196,7 +196,7 @@ class _CubeWithJvp(torch.autograd.Function):
         return 3 * ctx.x ** 2 * tangent
 
 
-class _CubeBackwardOnly(torch.autograd.Function):
+class CubeBackwardOnly(torch.autograd.Function):
     """x³ with a backward formula only, as much user code writes it: no forward mode."""
 
     @staticmethod
@@ -239,7 +239,7 @@ CASES = [
     Case("custom_function", "a custom autograd.Function with backward, jvp and a vmap rule",
          _custom_function(_CubeWithJvp)),
     Case("custom_function_backward_only", "a custom autograd.Function with a backward formula only",
-         _custom_function(_CubeBackwardOnly)),
+         _custom_function(CubeBackwardOnly)),
     Case("mlp_frozen", "an nn.Sequential MLP with a frozen bias", _mlp_frozen, second_order=True, tags=("model",)),
     Case("batchnorm_train", "BatchNorm1d in train mode: batch statistics, buffers unchanged",
          _batchnorm("train"), tags=("model",)),
