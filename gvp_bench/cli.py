@@ -88,6 +88,15 @@ def _compare(args):
     return 1 if len(result.regressions) else 0
 
 
+def _targets(args):
+    from . import targets
+    from .measurements import load_cells
+
+    outcomes = targets.check(load_cells(args.results))
+    print(targets.render(outcomes))
+    return 1 if any(outcome.verdict == "MISSED" for outcome in outcomes) else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gvp-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +131,9 @@ def build_parser():
     compare.add_argument("--format", choices=["text", "markdown"], default="text")
     compare.add_argument("--only-changed", action="store_true", help="list only the cells that changed beyond noise")
     compare.set_defaults(run=_compare)
+    targets = commands.add_parser("targets", help="check the speed targets on measured results; exits 1 on a miss")
+    targets.add_argument("results", nargs="+", help="results files or folders (gvp-bench run --suite targets)")
+    targets.set_defaults(run=_targets)
     zoo_command = commands.add_parser("zoo", help="list the zoo's models with their sizes and costs")
     zoo_command.add_argument("--models", type=_names, help="comma-separated names (default: all)")
     zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")

@@ -91,16 +91,32 @@ def _entry(name):
     return _ENTRIES[name]
 
 
+def _size_arguments(name, entry, size):
+    """The make arguments of ``size``: a tier (``"medium"``), or a tier with another input batch
+    (``"medium-b4"``: the medium model on a batch of 4 inputs)."""
+    tier, marker, batch = size.partition("-b")
+    if tier not in entry.sizes:
+        raise ValueError(f"unknown size {size!r} for {name!r}; valid sizes: {', '.join(entry.sizes)} "
+                         "(or a size with another input batch: medium-b4)")
+    arguments = dict(entry.sizes[tier])
+    if marker:
+        if not batch.isdigit() or int(batch) < 1 or "batch" not in arguments:
+            raise ValueError(f"size {size!r}: the input batch after -b must be a positive int, for a model with "
+                             f"a batch dimension; {name!r} has sizes {', '.join(entry.sizes)}")
+        arguments["batch"] = int(batch)
+    return arguments
+
+
 def build(name, size="tiny", *, seed=0, device="cpu", dtype=torch.float32, mode="eval"):
-    """The zoo model ``name`` at ``size``, its weights and input drawn from ``seed``."""
+    """The zoo model ``name`` at ``size`` (a tier, or a tier with another input batch: ``"medium-b4"``),
+    its weights and input drawn from ``seed``."""
     entry = _entry(name)
-    if size not in entry.sizes:
-        raise ValueError(f"unknown size {size!r} for {name!r}; valid sizes: {', '.join(entry.sizes)}")
+    arguments = _size_arguments(name, entry, size)
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model, x = entry.make(torch.Generator().manual_seed(seed), **entry.sizes[size])
+        model, x = entry.make(torch.Generator().manual_seed(seed), **arguments)
     model = model.to(device=device, dtype=dtype).train(mode == "train")
     x = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
     return ZooModel(name, size, model, x)

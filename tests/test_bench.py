@@ -52,6 +52,14 @@ def test_the_full_suite_has_more_sizes_on_cuda_and_every_batch_size():
     assert {cell.k for cell in cpu} == {1, 8, 32} and {cell.dtype for cell in cpu} == {"float32", "float64"}
 
 
+def test_the_targets_suite_measures_the_targets_ops_on_the_mlp_with_64_and_4_inputs():
+    cells = workloads.expand(workloads.SUITES["targets"], strategy_names=["auto"])
+    assert {(cell.op, cell.size, cell.k) for cell in cells} == {
+        (op, size, 16 if op == "batch_jvp" else None) for op in ("jvp", "model_jvp", "batch_jvp")
+        for size in ("medium", "medium-b4")}
+    assert workloads.sizes("mlp", "medium-b4") == dict(workloads.sizes("mlp", "medium"), outputs=40)
+
+
 def test_filters_narrow_the_cells_and_unknown_names_are_refused_with_the_valid_ones():
     cells = workloads.expand(QUICK, models=["mlp"], ops=["jvp", "batch_jvp"], strategy_names=["forward_dual"])
     assert [(c.op, c.model, c.k) for c in cells] == [("jvp", "mlp", None), ("batch_jvp", "mlp", 8)]
