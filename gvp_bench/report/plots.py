@@ -109,7 +109,7 @@ def overview(cells, strategies, directory):
         image = _overview_axis(axis, cells[cells.op == op], strategies, op)
     bar = figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.6, extend="max")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: units.ratio(value)))
-    figure.suptitle(f"Time relative to the fastest strategy ({_group_label(device, dtype)}); "
+    figure.suptitle(f"Time relative to the fastest PyTorch strategy ({_group_label(device, dtype)}); "
                     "hatched: did not run", fontsize=11)
     return _save(figure, directory, f"overview-{_slug(device, dtype)}.png",
                  f"Every strategy on every workload ({_group_label(device, dtype)}): time per call as a multiple "
