@@ -30,6 +30,8 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
   machine a cell that takes seconds per call crosses the time limit in one honest run and not in
   the next.
 - cells in only one of the runs are listed, and do not fail the comparison.
+- ``auto``: a cell whose choice changed between the runs says so (*chose X (was Y)*); its time
+  and memory are judged like any cell's, because a user of auto gets the new choice's cost.
 
 A regression is a slower, more-memory or broken cell; ``gvp-bench compare`` exits 1 when there is one.
 """
@@ -145,10 +147,18 @@ def _memory_verdict(row, threshold):
     return "", False
 
 
+def _choice_verdict(row):
+    """auto's choice, where it changed between the runs; never a regression by itself."""
+    base, new = getattr(row, "choice_base", None), getattr(row, "choice_new", None)
+    if pd.isna(base) or pd.isna(new) or base == new:
+        return "", False
+    return f"chose {new} (was {base})", False
+
+
 def _verdicts(comparison):
     verdicts, regressed = [], []
     for row in comparison.table.itertuples():
-        parts = [_status_verdict(row, comparison)]
+        parts = [_status_verdict(row, comparison), _choice_verdict(row)]
         if row.status_base == "ok" and row.status_new == "ok":
             parts.append(_time_verdict(row, comparison))
             if pd.notna(row.memory_ratio):

@@ -15,6 +15,7 @@ import warnings
 
 import torch
 
+from .autotune.signature import signature
 from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
@@ -107,9 +108,15 @@ class Strategy(abc.ABC):
         """Run the product ``_<product>`` on checked arguments, with the workarounds it needs.
 
         torch's missing-formula errors become UnsupportedError; when the operator named has a
-        scoped workaround (gvp_bench.workarounds), the product is run again inside it.
+        scoped workaround (gvp_bench.workarounds), the product is run again inside it. The
+        workarounds a workload needed are remembered under its signature (see
+        gvp_bench.autotune.signature), so later calls start inside them instead of failing
+        first; the signature (2-4 µs) is only taken once some workload of this strategy has
+        needed a workaround.
         """
-        needed = []
+        remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
+        key = signature(product, func, params, args) if remembered else None
+        needed = list(remembered.get(key, ()))
         while True:
             try:
                 with contextlib.ExitStack() as scope:
@@ -123,6 +130,8 @@ class Strategy(abc.ABC):
                 if workaround is None or workaround in needed:
                     raise
                 needed.append(workaround)
+        if needed:
+            remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
         self.last_workarounds = tuple(w.name for w in needed)
         for workaround in needed:
             warnings.warn(f"gvp_bench: {self.name} {product} ran with {workaround.description} "

@@ -39,6 +39,7 @@ CELL_FIELDS = CELL_KEY + (
     "forward_median_s",  # median time of the plain forward pass of the same workload
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes
     "workarounds",       # the scoped workarounds the strategy needed (gvp_bench.workarounds)
+    "choice",            # for auto: the strategy that answered the measured calls (auto.last_choice)
     "error",             # why, for every status but ok
     "threads",           # torch intra-op threads while measuring; jax rows: the CPUs XLA sized its pool for
     "measured_at",       # ISO time the cell was written

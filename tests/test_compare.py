@@ -12,6 +12,7 @@ SLOW_CELL = dict(op="batch_jvp", model="mlp", size="small", strategy="func_vmap"
 
 
 def _compare(tmp_path, base_rows, new_rows, capsys, *options):
+    tmp_path.mkdir(exist_ok=True)
     base = synthetic.write(tmp_path / "base.jsonl", base_rows)
     new = synthetic.write(tmp_path / "new.jsonl", new_rows)
     status = cli.main(["compare", str(base), str(new), *options])
@@ -176,3 +177,15 @@ def test_runs_of_another_set_up_are_warned_about(tmp_path, capsys):
     new = synthetic.write(tmp_path / "new.jsonl", rows, machine=dict(synthetic.MACHINE, threads=1, git_commit="1" * 40))
     assert cli.main(["compare", str(base), str(new)]) == 0
     assert "warning: the runs differ in more than the code (threads 2 vs 1)" in capsys.readouterr().out
+
+
+def test_a_changed_auto_choice_is_shown_and_judged_like_any_cell(tmp_path, capsys):
+    rows = synthetic.cells(seed=0, models=("mlp",))
+    base = [dict(row, choice="forward_dual") if row.get("strategy") == "auto" else row for row in rows]
+    new = [dict(row, choice="func_vmap") if row.get("strategy") == "auto" and row["op"] == "jvp"
+           and row["size"] == "small" else row for row in base]
+    status, out = _compare(tmp_path / "changed", base, new, capsys)
+    assert status == 0 and "chose func_vmap (was forward_dual)" in out
+    slower = synthetic.slower(new, 1.5, op="jvp", model="mlp", size="small", strategy="auto", k=None)
+    status, out = _compare(tmp_path / "slower", base, slower, capsys)
+    assert status == 1 and "jvp mlp/small cpu float32 auto: time 1.5x vs machine" in out

@@ -83,3 +83,19 @@ def test_a_file_without_cells_is_an_error(tmp_path):
     empty = synthetic.write(tmp_path / "empty.jsonl", [])
     with pytest.raises(SystemExit, match="no measured cells to report"):
         cli.main(["report", str(empty), "--out", str(tmp_path / "report")])
+
+
+def test_auto_scores_judge_the_strategy_auto_chose(tmp_path):
+    """auto's choice is scored by the chosen strategy's own cell; auto's time by its own."""
+    rng = synthetic.np.random.default_rng(0)
+    rows = [synthetic.ok_row("jvp", "mlp", "tiny", "forward_dual", 1.0e-3, rng=rng, noise=0.0),
+            synthetic.ok_row("jvp", "mlp", "tiny", "func_vmap", 1.5e-3, rng=rng, noise=0.0),
+            dict(synthetic.ok_row("jvp", "mlp", "tiny", "auto", 1.05e-3, rng=rng, noise=0.0), choice="forward_dual"),
+            synthetic.ok_row("vjp", "mlp", "tiny", "forward_dual", 1.0e-3, rng=rng, noise=0.0),
+            synthetic.ok_row("vjp", "mlp", "tiny", "func_vmap", 1.5e-3, rng=rng, noise=0.0),
+            dict(synthetic.ok_row("vjp", "mlp", "tiny", "auto", 1.6e-3, rng=rng, noise=0.0), choice="func_vmap")]
+    cells = latest(load_frame([synthetic.write(tmp_path / "run.jsonl", rows)]))
+    assert tables.auto_scores(cells) == (2, 1, 1)
+    winners = tables.winners(cells).set_index("op")
+    assert winners.loc["vjp", "auto chose"] == "func_vmap" and winners.loc["vjp", "choice / winner"] == "1.5x"
+    assert winners.loc["jvp", "auto chose"] == "forward_dual"

@@ -74,3 +74,19 @@ def test_a_workaround_free_call_records_none():
     chosen = gvp_bench.get_strategy("forward_dual")
     gvp_bench.model_jvp(model.model, model.x, [torch.ones_like(p) for p in model.params], strategy=chosen)
     assert chosen.last_workarounds == ()
+
+
+def test_a_workload_needing_a_workaround_starts_inside_it_the_next_time():
+    model = zoo.build("transformer", "tiny", mode="eval")
+    chosen = type(gvp_bench.get_strategy("forward_dual"))()  # a fresh instance: nothing remembered
+    attempts = []
+    product = chosen._jvp
+    chosen._jvp = lambda *args: attempts.append(1) or product(*args)
+    tangents = [torch.ones_like(p) for p in model.params]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WorkaroundWarning)
+        first = gvp_bench.model_jvp(model.model, model.x, tangents, strategy=chosen)
+        assert len(attempts) == 2 and chosen.last_workarounds  # failed, then ran inside the workaround
+        again = gvp_bench.model_jvp(model.model, model.x, tangents, strategy=chosen)
+    assert len(attempts) == 3 and chosen.last_workarounds
+    assert torch.equal(first, again)

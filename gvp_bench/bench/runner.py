@@ -104,7 +104,8 @@ def _measure(workload, settings):
     forward = time_call(cell.forward)
     return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
                 first_call_s=first_call_s, peak_bytes=peak, forward_median_s=forward.median_s,
-                forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds)
+                forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds,
+                choice=getattr(cell.strategy, "last_choice", None))
 
 
 def measure_cell(workload, settings):

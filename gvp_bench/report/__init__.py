@@ -62,7 +62,19 @@ def _winners(cells):
                  "over the winner's), the runner-up's time over the winner's, and `within noise` when the two's "
                  "samples overlap (their interquartile ranges meet, or a two-sided Mann-Whitney test at 5% cannot "
                  "tell them apart)."),
-            Table(tables.winners(cells))]
+            Table(tables.winners(cells)), *_auto(cells)]
+
+
+def _auto(cells):
+    scores = tables.auto_scores(cells)
+    if scores is None:
+        return []
+    counted, choice_ok, auto_ok = scores
+    return [Text(f"`auto`: the strategy it chose (`auto chose`, its own cells' time over the winner's in "
+                 f"`choice / winner`) was within 10% of the winner in {choice_ok} of {counted} workloads "
+                 f"({choice_ok / counted:.0%}); auto's own time, its choosing and dispatch included, was within "
+                 f"15% of the winner's in {auto_ok} of {counted} ({auto_ok / counted:.0%}). Two strategies "
+                 "running the same code differ by noise alone, so a choice between them can miss either way.")]
 
 
 def _jax(cells):

@@ -77,8 +77,8 @@ def status_counts(cells):
 def _winner(group):
     ok = rankable(group[group.status == "ok"]).sort_values("median_s")
     failed = sorted(group.strategy[group.status != "ok"])
-    row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", auto="", jax="",
-               not_ok=", ".join(failed))
+    row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", auto="", auto_choice="",
+               choice_margin="", jax="", not_ok=", ".join(failed))
     if len(ok):
         best = ok.iloc[0]
         row.update(winner=best.strategy, time=units.seconds(best.median_s), memory=units.size_in_bytes(best.peak_bytes))
@@ -89,10 +89,37 @@ def _winner(group):
     auto = group[(group.strategy == AUTO) & (group.status == "ok")]
     if len(ok) and len(auto):
         row["auto"] = units.ratio(auto.median_s.iloc[0] / best.median_s)
+        row.update(_auto_choice(auto.iloc[0], ok))
     jax = group[is_jax(group) & (group.status == "ok")].sort_values("median_s")
     if len(ok) and len(jax):
         row["jax"] = f"{units.ratio(jax.median_s.iloc[0] / best.median_s)} ({jax.strategy.iloc[0]})"
     return row
+
+
+def _auto_choice(auto, ok):
+    """What auto chose for the workload, and that strategy's own measured time over the winner's."""
+    chosen = ok[ok.strategy == auto.choice]
+    if pd.isna(auto.choice) or not len(chosen):
+        return dict(auto_choice="" if pd.isna(auto.choice) else auto.choice)
+    return dict(auto_choice=auto.choice, choice_margin=units.ratio(chosen.median_s.iloc[0] / ok.median_s.iloc[0]))
+
+
+def auto_scores(cells, choice_within=1.10, auto_within=1.15):
+    """Over the workloads where auto and another strategy ran: how many times auto's choice (the
+    strategy it handed the calls to, as measured in its own cells) was within ``choice_within`` of
+    the winner, and auto's own time within ``auto_within``; None where auto did not run."""
+    counted = choice_ok = auto_ok = 0
+    for _, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
+        ok = rankable(group[group.status == "ok"])
+        auto = group[(group.strategy == AUTO) & (group.status == "ok")]
+        if not len(ok) or not len(auto):
+            continue
+        best, auto = ok.median_s.min(), auto.iloc[0]
+        chosen = ok.median_s[ok.strategy == auto.choice]
+        counted += 1
+        choice_ok += bool(len(chosen)) and chosen.iloc[0] <= choice_within * best
+        auto_ok += auto.median_s <= auto_within * best
+    return (counted, choice_ok, auto_ok) if counted else None
 
 
 def winners(cells):
@@ -110,7 +137,8 @@ def winners(cells):
     table = table.sort_values(["op", "model", "size", "device", "dtype", "k"],
                               key=lambda c: c.map(ops.index) if c.name == "op" else c, kind="stable")
     return table.rename(columns={"runner_up": "runner-up", "margin": "runner-up / winner",
-                                 "auto": "auto / winner", "jax": "JAX / winner", "not_ok": "did not run"}
+                                 "auto": "auto / winner", "auto_choice": "auto chose",
+                                 "choice_margin": "choice / winner", "jax": "JAX / winner", "not_ok": "did not run"}
                         ).reset_index(drop=True)
 
 
