@@ -4,24 +4,35 @@ jvp: ``jax.jvp`` (forward mode, one pass); vjp: the pullback of ``jax.vjp``; bat
 ``jax.vmap`` over the tangents, or over the pullback of one ``jax.vjp``; the Jacobian:
 ``jax.jacfwd`` (one forward pass per parameter, vmapped) or ``jax.jacrev`` (one pullback per
 output, vmapped), its blocks shaped (output numel, *param shape) as gvp_bench's full_jacobian
-returns them. model_jvp and model_vjp are jvp and vjp: in JAX a model is already a function
-of its parameters and input.
+returns them. model_jvp and model_vjp return the model's output too, ``(output, product)``:
+the forward pass included, as every torch strategy computes it; jvp and vjp return the product
+alone, so XLA may leave out what only the output needs (the last layer's primal, for the mlp).
 """
 
 import jax
 
 
+def _model_jvp(apply):
+    def model_jvp(params, x, tangents):
+        return jax.jvp(lambda p: apply(p, x), (params,), (tangents,))  # (output, J v)
+    return model_jvp
+
+
 def _jvp(apply):
-    def jvp(params, x, tangents):
-        return jax.jvp(lambda p: apply(p, x), (params,), (tangents,))[1]
-    return jvp
+    model_jvp = _model_jvp(apply)
+    return lambda params, x, tangents: model_jvp(params, x, tangents)[1]
+
+
+def _model_vjp(apply):
+    def model_vjp(params, x, cotangent):
+        output, pullback = jax.vjp(lambda p: apply(p, x), params)
+        return output, pullback(cotangent)[0]
+    return model_vjp
 
 
 def _vjp(apply):
-    def vjp(params, x, cotangent):
-        _, pullback = jax.vjp(lambda p: apply(p, x), params)
-        return pullback(cotangent)[0]
-    return vjp
+    model_vjp = _model_vjp(apply)
+    return lambda params, x, cotangent: model_vjp(params, x, cotangent)[1]
 
 
 def _batch_jvp(apply):
@@ -45,8 +56,8 @@ def _jacobian(transform):
 
 
 PRODUCTS = {
-    ("jax.jit", "jvp"): _jvp, ("jax.jit", "model_jvp"): _jvp,
-    ("jax.jit", "vjp"): _vjp, ("jax.jit", "model_vjp"): _vjp,
+    ("jax.jit", "jvp"): _jvp, ("jax.jit", "model_jvp"): _model_jvp,
+    ("jax.jit", "vjp"): _vjp, ("jax.jit", "model_vjp"): _model_vjp,
     ("jax.jit", "batch_jvp"): _batch_jvp, ("jax.jit", "batch_vjp"): _batch_vjp,
     ("jax.jacfwd", "full_jacobian"): _jacobian(jax.jacfwd),
     ("jax.jacrev", "full_jacobian"): _jacobian(jax.jacrev),
