@@ -15,6 +15,17 @@ import pandas as pd
 from .results import CELL_KEY, ResultsError, load
 
 AUTO = "auto"  # the strategy that hands each call to one of the others: measured, never ranked against them
+JAX = "jax"  # the framework of the JAX side-by-side rows: shown next to the strategies, never ranked among them
+
+
+def is_jax(cells):
+    """Which rows are JAX side-by-side rows (files written before the framework field hold torch rows only)."""
+    return cells.framework.eq(JAX).fillna(False).astype(bool)
+
+
+def rankable(cells):
+    """The rows of the PyTorch strategies a user can pick: neither auto nor a JAX row."""
+    return cells[(cells.strategy != AUTO) & ~is_jax(cells)]
 
 
 def expand(paths):

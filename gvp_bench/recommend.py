@@ -6,7 +6,8 @@ used, and said: the same device first, then the nearest size (in the zoo's order
 (by ratio), the same dtype; among equals, the one where most strategies ran, then the larger
 size and k (where the choice matters more), then the latest. The strategies that ran are ranked
 by median time; ``auto`` is shown against the best but not ranked (it hands each call to one of
-the others); those that did not run are listed with why. When the top two's samples overlap,
+the others), and so are the JAX side-by-side rows (what JAX would take; not a PyTorch strategy
+to use); those that did not run are listed with why. When the top two's samples overlap,
 they are within noise of each other, and the recommendation says so.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import stats, units
-from .measurements import AUTO, samples, workload
+from .measurements import AUTO, is_jax, rankable, samples, workload
 from .zoo import SIZES
 
 FIELDS = ("size", "device", "dtype", "k")  # what may differ from the request
@@ -35,7 +36,12 @@ class Recommendation:
 
     @property
     def ranked(self):
-        return self.cells[(self.cells.status == "ok") & (self.cells.strategy != AUTO)]
+        return rankable(self.cells[self.cells.status == "ok"])
+
+    @property
+    def jax(self):
+        """The JAX side-by-side rows that ran, fastest first: shown, never recommended."""
+        return self.cells[(self.cells.status == "ok") & is_jax(self.cells)]
 
     @property
     def within_noise(self):
@@ -82,9 +88,9 @@ def recommend(cells, op, model, size=None, device=None, dtype=None, k=None):
                          f"models measured for {op}: {', '.join(models) or 'none'}")
     groups = [group for _, group in candidates.groupby(["machine", *FIELDS], dropna=False)]
     chosen = min(groups, key=lambda group: _preference(group, request))
-    ok = chosen.status == "ok"
-    order = [chosen[ok & (chosen.strategy != AUTO)].sort_values("median_s"),
-             chosen[ok & (chosen.strategy == AUTO)], chosen[~ok].sort_values("strategy")]
+    ok = chosen[chosen.status == "ok"]
+    order = [rankable(ok).sort_values("median_s"), ok[ok.strategy == AUTO], ok[is_jax(ok)].sort_values("median_s"),
+             chosen[chosen.status != "ok"].sort_values("strategy")]
     return Recommendation(request, pd.concat(order).reset_index(drop=True))
 
 
@@ -97,9 +103,10 @@ def _differences(recommendation):
 def _table(recommendation):
     best = recommendation.ranked.median_s.min()
     rows = []
-    for rank, (_, row) in enumerate(recommendation.cells.iterrows(), start=1):
+    unranked = set(recommendation.cells.index) - set(recommendation.ranked.index)
+    for rank, (index, row) in enumerate(recommendation.cells.iterrows(), start=1):
         shown = dict.fromkeys(["median time", "IQR", "forward passes", "peak memory", "vs best", "why"], "")
-        shown.update({"rank": "-" if row.status != "ok" or row.strategy == AUTO else rank,
+        shown.update({"rank": "-" if index in unranked else rank,
                       "strategy": row.strategy, "status": row.status})
         if row.status != "ok":
             shown["why"] = str(row.error).splitlines()[0][:100] if pd.notna(row.error) else ""
@@ -149,4 +156,7 @@ def render(recommendation):
         second = ranked.iloc[1]
         lines.append(f"The runner-up, {second.strategy}, is {units.ratio(second.median_s / best.median_s)} slower, "
                      "beyond noise.")
+    for row in recommendation.jax.itertuples():
+        lines.append(f"JAX side by side (not a PyTorch strategy): {row.strategy} takes {units.seconds(row.median_s)}, "
+                     f"{units.ratio(row.median_s / best.median_s)} the time of {best.strategy}.")
     return "\n".join(lines)

@@ -27,19 +27,21 @@ STATUSES = ("ok", "unsupported", "error", "oom", "timeout")
 CELL_KEY = ("op", "model", "size", "strategy", "device", "dtype", "k")
 CELL_FIELDS = CELL_KEY + (
     "status",            # one of STATUSES
+    "framework",         # "torch" for the strategies; "jax" for the JAX side-by-side rows (gvp_bench.jax_side)
     "parameters",        # P: elements in the params differentiated (the zoo entry's parameter_count)
     "outputs",           # M: elements in func()'s output (the zoo entry's output_size)
     "median_s",          # median time per call over the measured samples, seconds
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples
     "samples_s",         # the samples themselves (seconds per call), kept for compare
-    "peak_bytes",        # peak memory above what the inputs already hold
+    "first_call_s",      # time of the first (warm-up) call, compilation included where there is one
+    "peak_bytes",        # peak memory above what the inputs already hold (torch's allocations; None for jax rows)
     "forward_median_s",  # median time of the plain forward pass of the same workload
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes
     "workarounds",       # the scoped workarounds the strategy needed (gvp_bench.workarounds)
     "choice",            # for auto: the strategy that answered the measured calls (auto.last_choice)
     "error",             # why, for every status but ok
-    "threads",           # torch intra-op threads while measuring
+    "threads",           # torch intra-op threads while measuring; jax rows: the CPUs XLA sized its pool for
     "measured_at",       # ISO time the cell was written
 )
 

@@ -11,7 +11,7 @@ them; ``--suite full`` on CUDA the per-model ones), compared with its goal:
 - CUDA: every zoo model at medium size, the best ``jvp`` within 3 forward passes.
 
 "The best" is the fastest ok PyTorch strategy of the workload, ``auto`` aside (it hands each call
-to one of them). A target whose cells were not measured is *unmeasured*, never met.
+to one of them) and JAX's side-by-side rows too. A target whose cells were not measured is *unmeasured*, never met.
 """
 
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import units
-from .measurements import AUTO
+from .measurements import AUTO, rankable
 
 TARGET_MLP = ("mlp", "medium")
 FEW_INPUTS_MLP = ("mlp", "medium-b4")
@@ -46,8 +46,8 @@ def _cells(frame, op, model, size, device, k=None):
 
 
 def _best(rows):
-    """The fastest ok strategy's row, auto aside; None when none ran."""
-    rows = rows[rows.strategy != AUTO]
+    """The fastest ok PyTorch strategy's row (auto and JAX rows aside); None when none ran."""
+    rows = rankable(rows)
     return rows.loc[rows.median_s.idxmin()] if len(rows) else None
 
 

@@ -3,9 +3,11 @@ ratios as ``1.23x``. Missing values print as an empty string."""
 
 import math
 
+import pandas as pd
+
 
 def _missing(value):
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def seconds(value):

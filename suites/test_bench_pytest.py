@@ -46,7 +46,7 @@ def test_product(benchmark, suite, cell):
         measure.synchronize(cell.device)
 
     benchmark(product)
-    benchmark.extra_info.update(dataclasses.asdict(cell), workarounds=list(prepared.strategy.last_workarounds))
+    benchmark.extra_info.update(dataclasses.asdict(cell), workarounds=prepared.workarounds())
     if benchmark.disabled:
         return
     forward = measure.time_call(prepared.forward, device=cell.device, threads=torch.get_num_threads(),

@@ -3,7 +3,8 @@
 With no option: the quick suite, on the CPU and on CUDA when present, into a new file under
 ``results/``. ``--resume --out PATH`` completes a file a stopped run left, measuring only the
 cells it lacks; ``--shard i/N`` measures one of N disjoint parts of the selection (the files
-of the shards load together). A damaged results file or a refused one (locked by another run,
+of the shards load together). Where JAX is installed, the JAX side-by-side rows are measured
+too, unless ``--no-jax``. A damaged results file or a refused one (locked by another run,
 another suite, another machine) ends the command with a one-line ``gvp-bench: ...`` message;
 warnings (lines dropped from a damaged file) are one line each.
 """
@@ -17,6 +18,7 @@ import warnings
 
 import torch
 
+from .. import jax_side
 from ..results import ResultsError, ResultsWriter, load, new_header
 from . import summary
 from .machine import fingerprint
@@ -60,6 +62,9 @@ def add_parser(commands, names):
     parser.add_argument("--models", type=names, help="comma-separated zoo models (default: the suite's)")
     parser.add_argument("--ops", type=names, help="comma-separated ops (default: all seven)")
     parser.add_argument("--strategies", type=names, help="comma-separated strategies (default: all registered)")
+    parser.add_argument("--jax", action=argparse.BooleanOptionalAction,
+                        help="also measure the JAX side-by-side rows (mlp, cnn, scalar5, elementwise; "
+                             "pip install -e '.[jax]'); default: on when JAX is installed")
     parser.add_argument("--out", help="the results file (default: a new file under results/)")
     parser.add_argument("--resume", action="store_true",
                         help="complete the --out file: measure only the cells it lacks")
@@ -117,8 +122,11 @@ def main(args):
     from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
 
     suite = get_suite(args.suite)
+    if args.jax and not jax_side.available():
+        raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
     workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
-                       strategy_names=args.strategies)
+                       strategy_names=args.strategies,
+                       jax=jax_side.available() if args.jax is None else args.jax)
     if args.shard:
         workloads = shard(workloads, *args.shard)
     if not workloads:

@@ -1,9 +1,11 @@
 """The benchmark loop: measure each cell, give it a status, write it at once, and go on.
 
 A cell is measured in this order, all under its time limit: set-up (:func:`~.workloads.prepare`),
-one warm-up call (which also tells which workarounds the strategy needed), the timed calls, one
-call for peak memory, and the timed plain forward pass of the same workload, right after the
-product so that both see the machine in the same state. A cell's status:
+one warm-up call (timed alone as ``first_call_s``: compilation and one-time set-up are kept out of
+the median; it also tells which workarounds the strategy needed), the timed calls, one call for
+peak memory (torch's allocations: not for JAX side-by-side cells), and the timed plain forward
+pass of the same workload (JAX's own for a JAX cell), right after the product so that both see
+the machine in the same state. A cell's status:
 
 - ``ok``: measured; ``forward_ratio`` = median / forward median.
 - ``unsupported``: the strategy raised :class:`gvp_bench.UnsupportedError`.
@@ -23,16 +25,18 @@ import gc
 import signal
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
+from .. import jax_side
 from ..errors import UnsupportedError
 from ..results import CELL_KEY
 from . import measure
-from .workloads import prepare, sizes
+from .workloads import framework, prepare, sizes
 
 MAX_REASON = 300  # characters of an error message kept in a row
 
@@ -89,20 +93,26 @@ def _measure(workload, settings):
                                  min_run_time=settings.min_run_time, max_run_time=settings.max_run_time)
 
     cell = prepare(workload)
-    cell.product()  # warm-up; an unsupported product fails here, before any timing
-    workarounds = list(cell.strategy.last_workarounds)
+    start = time.perf_counter()
+    cell.product()  # warm-up (and compilation, where there is one); an unsupported product fails here
+    measure.synchronize(workload.device)
+    first_call_s = time.perf_counter() - start
+    workarounds = cell.workarounds()
     timing = time_call(cell.product)
-    peak = measure.peak_bytes(cell.product, workload.device)
+    # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
+    peak = measure.peak_bytes(cell.product, workload.device) if cell.framework == "torch" else None
     forward = time_call(cell.forward)
     return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
-                peak_bytes=peak, forward_median_s=forward.median_s,
+                first_call_s=first_call_s, peak_bytes=peak, forward_median_s=forward.median_s,
                 forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds,
                 choice=getattr(cell.strategy, "last_choice", None))
 
 
 def measure_cell(workload, settings):
     """One results row for ``workload``: measured, or with the status and reason of why not."""
-    row = dict(zip(CELL_KEY, workload.key()), threads=settings.threads, **sizes(workload.model, workload.size))
+    kind = framework(workload.strategy)
+    threads = settings.threads if kind == "torch" else jax_side.pool_threads()
+    row = dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **sizes(workload.model, workload.size))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # workarounds are recorded in the row, not warned per call

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .. import zoo
+from .. import jax_side, zoo
 from ..registry import get_strategy, strategies
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
@@ -98,11 +98,15 @@ def get_suite(name):
     return SUITES[_choose("suite", [name], SUITES)[0]]
 
 
-def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None):
-    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all)."""
+def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, jax=False):
+    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all).
+
+    ``jax``: also the JAX side-by-side cells (gvp_bench.jax_side), for the models, ops and devices
+    JAX has them for; none where JAX is not installed.
+    """
     models = _choose("model", models, zoo.names())
     ops = [op for op in _choose("op", ops, OPS) if op in suite.ops]
-    strategy_names = _choose("strategy", strategy_names, strategies())
+    strategy_names = _choose("strategy", strategy_names, strategies() + (list(jax_side.STRATEGIES) if jax else []))
     dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
     devices = _choose("device", devices, DEVICES)
     cells = []
@@ -112,7 +116,8 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
             if model not in models:
                 continue
             for k in suite.ks if op in BATCH_OPS else (None,):
-                cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names]
+                cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names
+                          if framework(name) == "torch" or jax_side.measures(name, op, model, device)]
     return cells
 
 
@@ -131,12 +136,21 @@ def shard(workloads, index, count):
 
 @dataclass
 class Prepared:
-    """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload."""
+    """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload.
+
+    A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
+    and its memory is JAX's own, which torch's counters do not see.
+    """
 
     workload: Workload
     strategy: object
     product: Callable
     forward: Callable
+    framework: str = "torch"
+
+    def workarounds(self):
+        """The workarounds the strategy needed in its latest call."""
+        return list(self.strategy.last_workarounds) if self.strategy is not None else []
 
 
 def _vectors(op, params, output, k, draw):
@@ -157,24 +171,37 @@ def sizes(model, size):
     return dict(parameters=entry.parameter_count, outputs=entry.output_size)
 
 
-def prepare(workload):
-    """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
+def materials(workload):
+    """The zoo model (eval mode) of ``workload`` and the vectors its op multiplies by, drawn from :data:`SEED`."""
     dtype = getattr(torch, workload.dtype)
     entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
-    strategy = get_strategy(workload.strategy)
-    func, params = entry.func(), entry.params
     with torch.no_grad():
-        output = func()
+        output = entry.func()()
     generator = torch.Generator().manual_seed(SEED)
 
     def draw(shape):
         return torch.randn(shape, generator=generator, dtype=dtype).to(workload.device)
 
-    vectors = _vectors(workload.op, params, output, workload.k, draw)
+    return entry, _vectors(workload.op, entry.params, output, workload.k, draw)
+
+
+def framework(strategy_name):
+    """``"jax"`` for the JAX side-by-side rows, ``"torch"`` for the strategies."""
+    return jax_side.FRAMEWORK if strategy_name in jax_side.STRATEGIES else "torch"
+
+
+def prepare(workload):
+    """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
+    if framework(workload.strategy) == jax_side.FRAMEWORK:
+        from ..jax_side.cells import prepare as prepare_jax  # imports JAX: only for its cells
+
+        return prepare_jax(workload)
+    entry, vectors = materials(workload)
+    strategy = get_strategy(workload.strategy)
     if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
     else:
-        product = functools.partial(getattr(strategy, workload.op), func, params, *vectors)
+        product = functools.partial(getattr(strategy, workload.op), entry.func(), entry.params, *vectors)
 
     @torch.no_grad()
     def forward():

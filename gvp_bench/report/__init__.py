@@ -2,8 +2,8 @@
 index.html and the PNG figures both show.
 
 The sections: what was read; the cells per strategy by status; an overview figure per device and
-dtype; the winner table; full_jacobian against output size; per model workload, its figures and
-its time and memory tables; every cell that did not run, with why; the machines; how it was
+dtype; the winner table; JAX side by side (where the results hold JAX rows); full_jacobian against
+output size; per model workload, its figures and its time and memory tables; every cell that did not run, with why; the machines; how it was
 measured. Results of several machines merge: the device then names the machine
 (``cpu @ AMD EPYC 7763 (2 cores)``).
 """
@@ -57,9 +57,11 @@ def _section(title, figures):
 def _winners(cells):
     return [Heading("Winners"),
             Text("The fastest strategy per workload (lowest median time per call; `auto` is not a candidate, it "
-                 "hands each call to one of the others, and its column is its time over the winner's), the "
-                 "runner-up's time over the winner's, and `within noise` when the two's samples overlap (their "
-                 "interquartile ranges meet, or a two-sided Mann-Whitney test at 5% cannot tell them apart)."),
+                 "hands each call to one of the others, and its column is its time over the winner's; neither "
+                 "are the JAX side-by-side rows, not PyTorch strategies: their column is the fastest one's time "
+                 "over the winner's), the runner-up's time over the winner's, and `within noise` when the two's "
+                 "samples overlap (their interquartile ranges meet, or a two-sided Mann-Whitney test at 5% cannot "
+                 "tell them apart)."),
             Table(tables.winners(cells)), *_auto(cells)]
 
 
@@ -73,6 +75,22 @@ def _auto(cells):
                  f"({choice_ok / counted:.0%}); auto's own time, its choosing and dispatch included, was within "
                  f"15% of the winner's in {auto_ok} of {counted} ({auto_ok / counted:.0%}). Two strategies "
                  "running the same code differ by noise alone, so a choice between them can miss either way.")]
+
+
+def _jax(cells):
+    """The JAX side-by-side section; nothing without JAX rows."""
+    table = tables.jax_side_by_side(cells)
+    if not len(table):
+        return []
+    return [Heading("JAX side by side"),
+            Text("The same workloads (model, weights, input and vectors) in JAX: `jax.jit` of `jax.jvp`, `jax.vjp` "
+                 "and `jax.vmap` over them, and of `jax.jacfwd` / `jax.jacrev` for the Jacobian, each against the "
+                 "fastest PyTorch strategy. Times are steady-state medians; the JAX first call, which compiles, "
+                 "is kept apart. Forward passes are each framework's own (the torch forward, the jitted JAX "
+                 "forward), both listed. `PyTorch / JAX` above 1x: JAX was faster. JAX's peak memory is not "
+                 "measured (torch's counters do not see it), and XLA sizes its CPU thread pool by the CPUs the "
+                 "process may use, whatever `--threads`."),
+            Table(table)]
 
 
 def _models(cells, strategies, directory):
@@ -128,6 +146,7 @@ def write_report(paths, directory):
     blocks = [*_introduction(frame, cells),
               Heading("Overview"), *[plots.overview(group, strategies, directory) for group in by_device],
               *_winners(cells),
+              *_jax(cells),
               *_section("full_jacobian against output size",
                         [plots.jacobian_growth(group, strategies, directory) for group in by_device]),
               *_models(cells, strategies, directory),

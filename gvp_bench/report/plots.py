@@ -23,7 +23,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from .. import units
-from ..measurements import AUTO
+from ..measurements import rankable
 from .render import Figure as Saved
 from .tables import op_order, ordered
 
@@ -79,7 +79,7 @@ def _overview_axis(axis, cells, strategies, op):
     for j, ((model, size, k), cell) in enumerate(cells.groupby(["model", "size", "k"], dropna=False, sort=False)):
         columns.append(f"{model}/{size}" + (f"\nk={int(k)}" if pd.notna(k) else ""))
         ok = cell[cell.status == "ok"]
-        best = (ok[ok.strategy != AUTO] if (ok.strategy != AUTO).any() else ok).median_s.min()
+        best = (rankable(ok) if len(rankable(ok)) else ok).median_s.min()
         for row in cell.itertuples():
             i = strategies.index(row.strategy)
             if row.status == "ok":
@@ -109,11 +109,12 @@ def overview(cells, strategies, directory):
         image = _overview_axis(axis, cells[cells.op == op], strategies, op)
     bar = figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.6, extend="max")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: units.ratio(value)))
-    figure.suptitle(f"Time relative to the fastest strategy ({_group_label(device, dtype)}); "
+    figure.suptitle(f"Time relative to the fastest PyTorch strategy ({_group_label(device, dtype)}); "
                     "hatched: did not run", fontsize=11)
     return _save(figure, directory, f"overview-{_slug(device, dtype)}.png",
                  f"Every strategy on every workload ({_group_label(device, dtype)}): time per call as a multiple "
-                 "of the fastest (1x, in bold); hatched cells did not run, with their status.")
+                 "of the fastest PyTorch strategy (1x, in bold; a JAX row under 1x beat them all); hatched cells "
+                 "did not run, with their status.")
 
 
 # -- per model workload: time and memory per strategy per op --------------------------------------

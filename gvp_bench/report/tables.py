@@ -8,7 +8,7 @@ would be, and :func:`failures` lists each with its reason.
 import pandas as pd
 
 from .. import stats, units
-from ..measurements import AUTO, samples
+from ..measurements import AUTO, is_jax, rankable, samples
 
 OP_ORDER = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 WORKLOAD = ["op", "model", "size", "k", "device", "dtype"]
@@ -21,9 +21,10 @@ def ordered(values, order=()):
 
 
 def strategy_order(cells):
-    """Strategies by name, ``auto`` last."""
-    names = ordered(cells.strategy)
-    return [name for name in names if name != AUTO] + [name for name in names if name == AUTO]
+    """Strategies by name, then ``auto``, then the JAX side-by-side rows."""
+    jax = set(cells.strategy[is_jax(cells)])
+    names = [name for name in ordered(cells.strategy) if name not in jax]
+    return [name for name in names if name != AUTO] + [name for name in names if name == AUTO] + sorted(jax)
 
 
 def op_order(cells):
@@ -74,10 +75,10 @@ def status_counts(cells):
 
 
 def _winner(group):
-    ok = group[(group.status == "ok") & (group.strategy != AUTO)].sort_values("median_s")
+    ok = rankable(group[group.status == "ok"]).sort_values("median_s")
     failed = sorted(group.strategy[group.status != "ok"])
     row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", auto="", auto_choice="",
-               choice_margin="", not_ok=", ".join(failed))
+               choice_margin="", jax="", not_ok=", ".join(failed))
     if len(ok):
         best = ok.iloc[0]
         row.update(winner=best.strategy, time=units.seconds(best.median_s), memory=units.size_in_bytes(best.peak_bytes))
@@ -89,6 +90,9 @@ def _winner(group):
     if len(ok) and len(auto):
         row["auto"] = units.ratio(auto.median_s.iloc[0] / best.median_s)
         row.update(_auto_choice(auto.iloc[0], ok))
+    jax = group[is_jax(group) & (group.status == "ok")].sort_values("median_s")
+    if len(ok) and len(jax):
+        row["jax"] = f"{units.ratio(jax.median_s.iloc[0] / best.median_s)} ({jax.strategy.iloc[0]})"
     return row
 
 
@@ -106,7 +110,7 @@ def auto_scores(cells, choice_within=1.10, auto_within=1.15):
     the winner, and auto's own time within ``auto_within``; None where auto did not run."""
     counted = choice_ok = auto_ok = 0
     for _, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
-        ok = group[(group.status == "ok") & (group.strategy != AUTO)]
+        ok = rankable(group[group.status == "ok"])
         auto = group[(group.strategy == AUTO) & (group.status == "ok")]
         if not len(ok) or not len(auto):
             continue
@@ -120,18 +124,22 @@ def auto_scores(cells, choice_within=1.10, auto_within=1.15):
 
 def winners(cells):
     """The fastest strategy per workload, its margin over the runner-up, and whether the two are
-    within noise; ``auto`` as a ratio to the winner; the strategies that did not run."""
+    within noise; ``auto`` and the fastest JAX row as a ratio to the winner; the strategies that
+    did not run."""
     rows = []
     for key, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
         rows.append(dict(zip(WORKLOAD, key), **_winner(group)))
     table = pd.DataFrame(rows)
+    if not is_jax(cells).any():
+        table = table.drop(columns="jax")
     table["k"] = table.k.map(_k_text)
     ops = op_order(cells)
     table = table.sort_values(["op", "model", "size", "device", "dtype", "k"],
                               key=lambda c: c.map(ops.index) if c.name == "op" else c, kind="stable")
     return table.rename(columns={"runner_up": "runner-up", "margin": "runner-up / winner",
                                  "auto": "auto / winner", "auto_choice": "auto chose",
-                                 "choice_margin": "choice / winner", "not_ok": "did not run"}).reset_index(drop=True)
+                                 "choice_margin": "choice / winner", "jax": "JAX / winner", "not_ok": "did not run"}
+                        ).reset_index(drop=True)
 
 
 def failures(cells):
@@ -150,3 +158,40 @@ def environment(frame):
     table = table.rename(columns=lambda c: c.removeprefix("machine_")).T
     table.columns = [f"run {run_id}" for run_id in table.columns]
     return table.fillna("").astype(str)
+
+
+def _jax_versus_best(group):
+    """The rows of one workload: each JAX row that ran against the fastest PyTorch strategy."""
+    best = rankable(group[group.status == "ok"]).sort_values("median_s").head(1)
+    rows = []
+    for jax in group[is_jax(group) & (group.status == "ok")].sort_values("median_s").itertuples():
+        row = dict(jax=jax.strategy, jax_time=_time_text(jax), jax_first=units.seconds(jax.first_call_s),
+                   jax_forward=units.seconds(jax.forward_median_s), best="none ran", best_time="", best_forward="",
+                   ratio="")
+        if len(best):
+            torch_best = best.iloc[0]
+            row.update(best=torch_best.strategy, best_time=_time_text(torch_best),
+                       best_forward=units.seconds(torch_best.forward_median_s),
+                       ratio=units.ratio(torch_best.median_s / jax.median_s))
+        rows.append(row)
+    return rows
+
+
+def jax_side_by_side(cells):
+    """Per workload with JAX rows: each JAX row (its time, its first call with the compilation, the
+    JAX forward pass) against the fastest PyTorch strategy (its time and the torch forward pass),
+    and how many times the JAX time the PyTorch one is. Empty without JAX rows."""
+    jax_workloads = cells[is_jax(cells)][WORKLOAD].drop_duplicates()
+    rows = []
+    for key, group in cells.merge(jax_workloads).groupby(WORKLOAD, dropna=False, sort=False):
+        rows += [dict(zip(WORKLOAD, key), **row) for row in _jax_versus_best(group)]
+    table = pd.DataFrame(rows, columns=[*WORKLOAD, "best", "best_time", "best_forward", "jax", "jax_time",
+                                        "jax_first", "jax_forward", "ratio"])
+    table["k"] = table.k.map(_k_text)
+    ops = op_order(cells)
+    table = table.sort_values(["model", "size", "device", "dtype", "op", "k"],
+                              key=lambda c: c.map(ops.index) if c.name == "op" else c, kind="stable")
+    return table.rename(columns={
+        "best": "fastest PyTorch strategy", "best_time": "its time (torch forwards)", "best_forward": "torch forward",
+        "jax": "JAX", "jax_time": "JAX time (JAX forwards)", "jax_first": "JAX first call (compiles)",
+        "jax_forward": "JAX forward", "ratio": "PyTorch / JAX"}).reset_index(drop=True)

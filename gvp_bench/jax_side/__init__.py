@@ -1,0 +1,68 @@
+"""JAX side by side: the zoo's mlp, cnn, scalar5 and elementwise written in JAX, measured in the
+same ``gvp-bench run`` as the PyTorch strategies (``pip install -e ".[jax]"``).
+
+Nothing here is a strategy of the API: these rows answer "would JAX be faster on this
+workload?" and are never candidates for ``auto`` or ``gvp-bench recommend``. Their results rows
+have ``framework`` ``"jax"`` and one of :data:`STRATEGIES` as their strategy:
+
+- ``jax.jit``: ``jax.jit`` of ``jax.jvp`` (jvp, model_jvp), of ``jax.vjp`` (vjp, model_vjp), and of
+  ``jax.vmap`` over them (batch_jvp, batch_vjp);
+- ``jax.jacfwd`` and ``jax.jacrev``: ``jax.jit`` of each, for full_jacobian.
+
+When JAX wins: where eager PyTorch is bound by per-operator overhead (small models, a GPU's
+launches), once the compilation is paid. On the loaded 2-core CPU the tiny mlp and scalar5 took
+1.5x to 27x less time than the fastest PyTorch strategy, after a first call of 60-400 ms; on an
+H100 jax.jit of jax.jvp took 0.167 ms for the 784-1024-1024-10 MLP at batch 256 against 0.92 ms
+for forward_dual (DESIGN.md).
+
+The modules: :mod:`.models` (the four models in JAX, their weights converted from the torch
+model of the same seed), :mod:`.products` (the jitted products), :mod:`.cells` (a benchmark cell
+built from the same workload, weights and vectors as the torch rows). Only this module is
+imported without JAX installed.
+"""
+
+import functools
+import importlib.util
+import os
+
+FRAMEWORK = "jax"
+MODELS = ("mlp", "cnn", "scalar5", "elementwise")
+# strategy -> the ops it measures
+STRATEGIES = {
+    "jax.jit": ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp"),
+    "jax.jacfwd": ("full_jacobian",),
+    "jax.jacrev": ("full_jacobian",),
+}
+
+
+def available():
+    """Whether JAX can be imported here."""
+    return importlib.util.find_spec("jax") is not None
+
+
+@functools.cache
+def devices():
+    """The gvp-bench devices ("cpu", "cuda") JAX has a backend for here; none without JAX."""
+    if not available():
+        return ()
+    from .models import jax_device
+
+    found = []
+    for device in ("cpu", "cuda"):
+        try:
+            jax_device(device)
+        except RuntimeError:
+            continue
+        found.append(device)
+    return tuple(found)
+
+
+def measures(strategy, op, model, device):
+    """Whether JAX side by side has a row for this cell."""
+    return op in STRATEGIES.get(strategy, ()) and model in MODELS and device in devices()
+
+
+def pool_threads():
+    """The threads of XLA's CPU pool: it is sized by the CPUs this process may run on, whatever
+    torch's thread setting (run under ``taskset`` to limit both)."""
+    return len(os.sched_getaffinity(0))
