@@ -86,40 +86,40 @@ def _winner(group):
         second = ok.iloc[1]
         row.update(runner_up=second.strategy, margin=units.ratio(second.median_s / best.median_s),
                    noise="within noise" if stats.overlap(samples(best), samples(second)) else "")
-    auto = group[(group.strategy == AUTO) & (group.status == "ok")]
-    if len(ok) and len(auto):
-        row["auto"] = units.ratio(auto.median_s.iloc[0] / best.median_s)
-        row.update(_auto_choice(auto.iloc[0], ok))
+    auto = _auto_against(group, ok)
+    if auto is not None:
+        choice, auto_ratio, choice_ratio = auto
+        row.update(auto=units.ratio(auto_ratio), auto_choice=choice, choice_margin=units.ratio(choice_ratio))
     jax = group[is_jax(group) & (group.status == "ok")].sort_values("median_s")
     if len(ok) and len(jax):
         row["jax"] = f"{units.ratio(jax.median_s.iloc[0] / best.median_s)} ({jax.strategy.iloc[0]})"
     return row
 
 
-def _auto_choice(auto, ok):
-    """What auto chose for the workload, and that strategy's own measured time over the winner's."""
-    chosen = ok[ok.strategy == auto.choice]
-    if pd.isna(auto.choice) or not len(chosen):
-        return dict(auto_choice="" if pd.isna(auto.choice) else auto.choice)
-    return dict(auto_choice=auto.choice, choice_margin=units.ratio(chosen.median_s.iloc[0] / ok.median_s.iloc[0]))
+def _auto_against(group, ok):
+    """(what auto chose, auto's time over the winner's, the chosen strategy's own time over the
+    winner's: NaN when it has no cell of its own) for one workload; None where auto or no other ran.
+    ``ok`` is the workload's ok rankable rows, fastest first."""
+    auto = group[(group.strategy == AUTO) & (group.status == "ok")]
+    if not len(ok) or not len(auto):
+        return None
+    auto, best = auto.iloc[0], ok.median_s.iloc[0]
+    chosen = ok.median_s[ok.strategy == auto.choice]
+    return ("" if pd.isna(auto.choice) else auto.choice, auto.median_s / best,
+            chosen.iloc[0] / best if len(chosen) else float("nan"))
 
 
 def auto_scores(cells, choice_within=1.10, auto_within=1.15):
     """Over the workloads where auto and another strategy ran: how many times auto's choice (the
     strategy it handed the calls to, as measured in its own cells) was within ``choice_within`` of
     the winner, and auto's own time within ``auto_within``; None where auto did not run."""
-    counted = choice_ok = auto_ok = 0
-    for _, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
-        ok = rankable(group[group.status == "ok"])
-        auto = group[(group.strategy == AUTO) & (group.status == "ok")]
-        if not len(ok) or not len(auto):
-            continue
-        best, auto = ok.median_s.min(), auto.iloc[0]
-        chosen = ok.median_s[ok.strategy == auto.choice]
-        counted += 1
-        choice_ok += bool(len(chosen)) and chosen.iloc[0] <= choice_within * best
-        auto_ok += auto.median_s <= auto_within * best
-    return (counted, choice_ok, auto_ok) if counted else None
+    scored = [_auto_against(group, rankable(group[group.status == "ok"]).sort_values("median_s"))
+              for _, group in cells.groupby(WORKLOAD, dropna=False, sort=False)]
+    scored = [ratios for ratios in scored if ratios is not None]
+    if not scored:
+        return None
+    return (len(scored), sum(choice_ratio <= choice_within for _, _, choice_ratio in scored),
+            sum(auto_ratio <= auto_within for _, auto_ratio, _ in scored))
 
 
 def winners(cells):
