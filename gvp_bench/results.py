@@ -29,7 +29,8 @@ CELL_FIELDS = CELL_KEY + (
     "status",            # one of STATUSES
     "parameters",        # P: elements in the params differentiated (the zoo entry's parameter_count)
     "outputs",           # M: elements in func()'s output (the zoo entry's output_size)
-    "median_s",          # median time per call over the measured samples, seconds
+    "first_call_s",      # the cell's first call, seconds: includes compilation (compiled strategies), calibration (auto)
+    "median_s",          # median time per call over the measured samples, seconds (after the first call)
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples
     "samples_s",         # the samples themselves (seconds per call), kept for compare

@@ -1,7 +1,8 @@
 """The benchmark loop: measure each cell, give it a status, write it at once, and go on.
 
 A cell is measured in this order, all under its time limit: set-up (:func:`~.workloads.prepare`),
-one warm-up call (which also tells which workarounds the strategy needed), the timed calls, one
+one first call, timed on its own as ``first_call_s`` (it pays compilation or calibration, and tells
+which workarounds the strategy needed), the timed calls, one
 call for peak memory, and the timed plain forward pass of the same workload, right after the
 product so that both see the machine in the same state. A cell's status:
 
@@ -89,13 +90,13 @@ def _measure(workload, settings):
                                  min_run_time=settings.min_run_time, max_run_time=settings.max_run_time)
 
     cell = prepare(workload)
-    cell.product()  # warm-up; an unsupported product fails here, before any timing
+    first_call = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
     workarounds = list(cell.strategy.last_workarounds)
     timing = time_call(cell.product)
     peak = measure.peak_bytes(cell.product, workload.device)
     forward = time_call(cell.forward)
-    return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
-                peak_bytes=peak, forward_median_s=forward.median_s,
+    return dict(first_call_s=first_call, median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs,
+                samples_s=timing.samples_s, peak_bytes=peak, forward_median_s=forward.median_s,
                 forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds)
 
 
