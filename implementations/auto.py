@@ -122,7 +122,7 @@ class Auto(Strategy):
 
     def _candidates(self, rule):
         others = [name for name in strategies() if name not in rule and name not in _NEVER_CANDIDATES
-                  and not isinstance(get_strategy(name), Auto)]
+                  and not isinstance(get_strategy(name), Auto) and not get_strategy(name).costly_first_call]
         return list(rule) + others
 
     def _decide(self, settings, op, func, params, args):
