@@ -12,15 +12,18 @@ create_graph and what func is), each with a code object of its own, as dynamo ke
 signature and reuses the compiled graph. A new shape is a new signature and compiles anew.
 
 What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
-(no silent fallback to eager), random operations (inductor draws its own random numbers, not
-eager's, so dropout in train mode could not keep the one mask per product every strategy keeps),
-and a param passed straight to a custom autograd.Function (the substitution of params cannot
-follow it under torch.compile; found by one eager call of func before compiling).
+(no fallback to eager at a graph break), among them a closure that restores the random state on every call
+(model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
+substitution of params cannot follow it under torch.compile; found by one eager call of func
+before compiling). model_jvp / model_vjp in train mode set the random state once around the
+compiled product instead: its graph runs the forward once, and inductor draws random numbers as
+eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 
 When it wins: repeated products at fixed shapes whose time goes on launching many small
 operators (launch-bound models on the GPU, small models on the CPU), where inductor fuses them.
-Its first call per workload compiles: seconds, the first in a process tens of seconds (auto
-never calibrates it; the benchmark records it as ``first_call_s``).
+Its first call per workload compiles: 1-3 s for a tiny problem on 2 cores, 10-15 s for the first
+in a process, which starts inductor (auto never calibrates it; the benchmark records it as
+``first_call_s``).
 """
 
 import os
