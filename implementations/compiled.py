@@ -26,6 +26,7 @@ in a process, which starts inductor (auto never calibrates it; the benchmark rec
 ``first_call_s``).
 """
 
+import contextlib
 import os
 import re
 import types
@@ -43,7 +44,8 @@ _EAGER = FuncVmap()
 
 
 def _with_own_code(method):
-    """``method`` bound to a copy of its function with a code object of its own."""
+    """``method`` bound to a copy of its function with a code object of its own (dynamo keeps a code object's
+    compiled graphs together, at most ``recompile_limit`` of them, then runs it eagerly)."""
     function = method.__func__
     copy = types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
                               function.__defaults__, function.__closure__)
@@ -91,18 +93,18 @@ class Compiled(Strategy):
         getattr(_EAGER, f"_{product}")(func, params, *args)
         raise UnsupportedError(self.name, reason)
 
-    # model_jvp / model_vjp: dynamo cannot capture model_closure's restoring of the random state on every
-    # call; here the state is set once around the compiled product, whose graph runs the forward once.
-
     def model_jvp(self, model, x, v, create_graph=False):
-        params = check_model(model, x)
-        with one_random_state(model)():
-            return self.jvp(buffers_protected_call(model, x), params, v, create_graph)
+        return self._on_model("jvp", model, x, v, create_graph)
 
     def model_vjp(self, model, x, v, create_graph=False):
+        return self._on_model("vjp", model, x, v, create_graph)
+
+    def _on_model(self, function, model, x, v, create_graph):
+        """model_jvp / model_vjp: dynamo cannot capture model_closure's restoring of the random state on every
+        call; in train mode the state is set once around the compiled product, whose graph runs the forward once."""
         params = check_model(model, x)
-        with one_random_state(model)():
-            return self.vjp(buffers_protected_call(model, x), params, v, create_graph)
+        with one_random_state(model)() if model.training else contextlib.nullcontext():
+            return getattr(self, function)(buffers_protected_call(model, x), params, v, create_graph)
 
     def _jvp(self, func, params, tangents, create_graph):
         return self._product("jvp", func, params, (tangents, create_graph))
