@@ -18,6 +18,7 @@ substitution of params cannot follow it under torch.compile; found by one eager 
 before compiling). model_jvp / model_vjp in train mode set the random state once around the
 compiled product instead: its graph runs the forward once, and inductor draws random numbers as
 eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
+It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 
 When it wins: repeated products at fixed shapes whose time goes on launching many small
 operators (launch-bound models on the GPU, small models on the CPU), where inductor fuses them.
@@ -72,6 +73,10 @@ class Compiled(Strategy):
         self._compiled = {}  # workload signature -> compiled product
 
     def _product(self, product, func, params, args):
+        if args[-1]:
+            self._refuse(product, func, params, args, "create_graph=True: torch.compile's graphs can be "
+                         "differentiated once, not twice (aot_autograd has no double backward), and "
+                         "second-order products need that")
         key = signature(product, func, params, args)
         compiled = self._compiled.get(key)
         if compiled is None:

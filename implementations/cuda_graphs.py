@@ -7,9 +7,8 @@ them, copying each call's inputs into the graph's static buffers. Every call sta
 step (``torch.compiler.cudagraph_mark_step_begin``) and its results are cloned, since the
 next replay overwrites the graph's outputs.
 
-What it refuses: the CPU (CUDA graphs record CUDA kernels), ``create_graph=True`` (results that
-stay differentiable would hold on to the graph's reused buffers), and whatever ``compiled``
-refuses.
+What it refuses: the CPU (CUDA graphs record CUDA kernels), and whatever ``compiled`` refuses
+(``create_graph=True`` among them).
 
 When it wins: many repeated products at fixed shapes on the GPU whose time goes on kernel
 launches (small and medium models), after a first call that compiles and captures (seconds).
@@ -28,9 +27,6 @@ class CudaGraphs(Compiled):
         if not params[0].is_cuda:
             self._refuse(product, func, params, args, f"CUDA graphs record CUDA kernels; the params are on "
                                                       f"{params[0].device}")
-        if args[-1]:
-            self._refuse(product, func, params, args, "create_graph=True: differentiable results would hold on to "
-                                                      "the CUDA graph's buffers, which the next replay overwrites")
         torch.compiler.cudagraph_mark_step_begin()
         results = super()._product(product, func, params, args)
         if isinstance(results, torch.Tensor):

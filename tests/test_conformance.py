@@ -15,10 +15,11 @@ import gvp_bench
 from gvp_bench.conformance import CASES, run_cell
 from conftest import DEVICES
 
-# The analytic Jacobian and create_graph; unused params; a custom autograd.Function (refused in part); a
-# model in train mode with a frozen param (model_* compiled, its closure refused); dropout's one mask; buffers.
-COMPILED_CASES = ("documented_example", "unused_params", "custom_function", "mlp_frozen", "dropout_train",
-                  "batchnorm_eval")
+# The analytic Jacobian (its create_graph refused after the first-order checks); a 0-d param; unused params; a
+# custom autograd.Function (refused in part); BatchNorm in train mode (model_* compiled, the closure refused)
+# and eval mode (buffers); dropout's one mask (model_*'s first-order checks, then create_graph refused).
+COMPILED_CASES = ("documented_example", "matrix_output", "unused_params", "custom_function", "batchnorm_train",
+                  "batchnorm_eval", "dropout_train")
 CELLS = [
     pytest.param(strategy, case, function, id=f"{strategy}-{case.name}-{function}")
     for case in CASES for function in case.functions for strategy in gvp_bench.strategies()
@@ -32,21 +33,20 @@ EXPECTED_UNSUPPORTED = {
     ("func_vmap", "custom_function_backward_only"): "setup_context",
     ("jacrev_chunked", "custom_function_backward_only"): "setup_context",
     ("compiled", "custom_function"): "Unsupported custom jvp",
-    ("compiled", "mlp_frozen"): "from_the_drawn_state",  # the train-mode closure, not model_jvp / model_vjp
+    ("compiled", "batchnorm_train"): "from_the_drawn_state",  # the train-mode closure, not model_jvp / model_vjp
     ("compiled", "dropout_train"): "from_the_drawn_state",
 }
 
 
 def expected_unsupported(strategy, case, function, device):
     """What the reason of an expected unsupported cell says, or None."""
-    if strategy == "cuda_graphs":
-        if device == "cpu":
-            return "CUDA graphs record CUDA kernels"
-        if case.second_order:
-            return "create_graph=True"
-        strategy = "compiled"
-    if strategy == "compiled" and function.startswith("model_"):
-        return None
+    if strategy == "cuda_graphs" and device == "cpu":
+        return "CUDA graphs record CUDA kernels"
+    if strategy in ("compiled", "cuda_graphs"):
+        closure_reason = EXPECTED_UNSUPPORTED.get(("compiled", case.name))
+        if closure_reason and not function.startswith("model_"):
+            return closure_reason
+        return "create_graph=True" if case.second_order else None  # checked after the first-order products
     return EXPECTED_UNSUPPORTED.get((strategy, case.name))
 
 
