@@ -8,7 +8,7 @@ of the process (like cudnn.benchmark); later calls with that signature go straig
 Deciding:
 
 1. The candidates: the fixed rule's strategies first (below), then every other registered
-   strategy but reference_loop; those that need far more products than the least demanding
+   strategy but reference_loop and those whose first call compiles (``costly_first_call``); those that need far more products than the least demanding
    one, or more memory than the budget, are left out (gvp_bench.autotune.candidates).
 2. Results: when results files for this machine (the user's, ``GVP_BENCH_RESULTS``, then the
    reference results in ``results/``) hold a workload near this one (same product, device and
