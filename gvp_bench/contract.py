@@ -36,6 +36,20 @@ def model_closure(model, x):
     call of the closure starts from the same random state, drawn once when the closure is made:
     dropout uses one mask for the whole product, however many forward passes a strategy makes.
     """
+    call_model = buffers_protected_call(model, x)
+    if not model.training:
+        return call_model
+    random_state = one_random_state(model)
+
+    def call_model_with_one_random_state():
+        with random_state():
+            return call_model()
+
+    return call_model_with_one_random_state
+
+
+def buffers_protected_call(model, x):
+    """``model(x)`` on fresh copies of the model's buffers (see :func:`model_closure`)."""
     buffers = dict(model.named_buffers())
 
     def call_model():
@@ -44,23 +58,26 @@ def model_closure(model, x):
         copies = {name: buffer.clone() for name, buffer in buffers.items()}
         return torch.func.functional_call(model, copies, (x,), strict=False)
 
-    if not model.training:
-        return call_model
-    # One random state for the whole product: drawn once from the global generator (which so moves
-    # on, as a forward pass would), then every call starts from it with the global state restored.
+    return call_model
+
+
+def one_random_state(model):
+    """A context manager factory: each use starts from one random state, drawn here from the global
+    generator (which so moves on, as a forward pass would), and restores the global state after."""
     seed = int(torch.randint(2 ** 62, ()).item())
     cpu_state = torch.Generator().manual_seed(seed).get_state()
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
     cuda_states = [torch.Generator(device=f"cuda:{d}").manual_seed(seed).get_state() for d in devices]
 
-    def call_model_with_one_random_state():
+    @contextlib.contextmanager
+    def from_the_drawn_state():
         with torch.random.fork_rng(devices=devices):
             torch.set_rng_state(cpu_state)
             for device, state in zip(devices, cuda_states):
                 torch.cuda.set_rng_state(state, device)
-            return call_model()
+            yield
 
-    return call_model_with_one_random_state
+    return from_the_drawn_state
 
 
 def _finish(results, create_graph):
@@ -81,6 +98,7 @@ class Strategy(abc.ABC):
 
     name = None
     last_workarounds = ()  # the workarounds the latest call needed, by name
+    costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
 
     # The products a strategy implements, on checked arguments.
 

@@ -8,22 +8,35 @@ occurrence of a param in every torch call for its replacement. Custom
 arguments swapped too (otherwise their derivative would flow to the original param and the
 product would silently be zero). Nothing is rebound or mutated, so the params are untouched
 and the substitution ends with the call.
+
+Under torch.compile the ``Function.apply`` swap is left out (dynamo cannot trace a class being
+patched); the compiled strategies call :func:`custom_functions_given_params` first and refuse a
+func that passes a param straight to a custom Function, the one case the swap is needed for.
 """
+
+import contextlib
 
 import torch
 from torch.autograd.function import Function
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map_only
+from torch.utils._pytree import tree_flatten, tree_map_only
 
 from .validation import check_output
 
 
 class _Substitution(TorchFunctionMode):
-    def __init__(self, replacements):
+    # Under torch.compile, params are found by identity, not by id(): dynamo would guard on each id(),
+    # compiling anew for every new tensor.
+
+    def __init__(self, pairs):
         super().__init__()
-        self._replacements = replacements
+        self._pairs = pairs  # (param, replacement)
+        if not torch.compiler.is_compiling():
+            self._replacements = {id(p): r for p, r in pairs}
 
     def _swap(self, tensor):
+        if torch.compiler.is_compiling():
+            return next((r for p, r in self._pairs if p is tensor), tensor)
         return self._replacements.get(id(tensor), tensor)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -31,26 +44,57 @@ class _Substitution(TorchFunctionMode):
         return func(*args, **kwargs)
 
     def __enter__(self):
-        self._function_apply = Function.__dict__["apply"]
-        original_apply, swap = self._function_apply, self._swap
-
-        def apply_with_substitution(cls, *args, **kwargs):
-            args, kwargs = tree_map_only(torch.Tensor, swap, (args, kwargs))
-            return original_apply.__get__(None, cls)(*args, **kwargs)
-
-        Function.apply = classmethod(apply_with_substitution)
+        self._apply_scope = contextlib.ExitStack()
+        if not torch.compiler.is_compiling():
+            swap = self._swap
+            self._apply_scope.enter_context(
+                _function_apply_wrapped(lambda cls, args, kwargs: tree_map_only(torch.Tensor, swap, (args, kwargs))))
         return super().__enter__()
 
     def __exit__(self, *exc_info):
-        Function.apply = self._function_apply
+        self._apply_scope.close()
         return super().__exit__(*exc_info)
+
+
+@contextlib.contextmanager
+def _function_apply_wrapped(before):
+    """Custom ``Function.apply(*args, **kwargs)`` calls go through ``before(cls, args, kwargs)``, which
+    returns the (args, kwargs) to apply, for the duration of the block."""
+    original_apply = Function.__dict__["apply"]
+
+    def apply_through(cls, *args, **kwargs):
+        args, kwargs = before(cls, args, kwargs)
+        return original_apply.__get__(None, cls)(*args, **kwargs)
+
+    Function.apply = classmethod(apply_through)
+    try:
+        yield
+    finally:
+        Function.apply = original_apply
+
+
+def custom_functions_given_params(func, params):
+    """The custom autograd.Function classes to which func passes a param itself, by one call of func
+    without a graph that leaves the random state as it was; also checks func's output."""
+    given = []
+
+    def record(cls, args, kwargs):
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if any(t is p for t in tensors for p in params):
+            given.append(cls.__name__)
+        return args, kwargs
+
+    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), _function_apply_wrapped(record):
+        check_output(func())
+    return given
 
 
 def call_with(func, params, replacements):
     """func() with each params[i] replaced by replacements[i] for the duration of the call."""
     if all(r is p for r, p in zip(replacements, params)):
         return check_output(func())
-    substitution = _Substitution({id(p): r for p, r in zip(params, replacements) if r is not p})
+    substitution = _Substitution([(p, r) for p, r in zip(params, replacements) if r is not p])
     with substitution:
         output = func()
     # func may return a param itself, which no torch call saw.

@@ -30,11 +30,11 @@ CELL_FIELDS = CELL_KEY + (
     "framework",         # "torch" for the strategies; "jax" for the JAX side-by-side rows (gvp_bench.jax_side)
     "parameters",        # P: elements in the params differentiated (the zoo entry's parameter_count)
     "outputs",           # M: elements in func()'s output (the zoo entry's output_size)
-    "median_s",          # median time per call over the measured samples, seconds
+    "first_call_s",      # the cell's first call, seconds: includes compilation (compiled strategies), calibration (auto)
+    "median_s",          # median time per call over the measured samples, seconds (after the first call)
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples
     "samples_s",         # the samples themselves (seconds per call), kept for compare
-    "first_call_s",      # time of the first (warm-up) call, compilation included where there is one
     "peak_bytes",        # peak memory above what the inputs already hold (torch's allocations; None for jax rows)
     "forward_median_s",  # median time of the plain forward pass of the same workload
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes

@@ -8,8 +8,9 @@ of the process (like cudnn.benchmark); later calls with that signature go straig
 Deciding:
 
 1. The candidates: the fixed rule's strategies first (below), then every other registered
-   strategy but reference_loop; those that need far more products than the least demanding
-   one, or more memory than the budget, are left out (gvp_bench.autotune.candidates).
+   strategy but reference_loop and those whose first call compiles (``costly_first_call``); those
+   that need far more products than the least demanding one, or more memory than the budget, are
+   left out (gvp_bench.autotune.candidates).
 2. Results: when results files for this machine (the user's, ``GVP_BENCH_RESULTS``, then the
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
@@ -122,7 +123,7 @@ class Auto(Strategy):
 
     def _candidates(self, rule):
         others = [name for name in strategies() if name not in rule and name not in _NEVER_CANDIDATES
-                  and not isinstance(get_strategy(name), Auto)]
+                  and not isinstance(get_strategy(name), Auto) and not get_strategy(name).costly_first_call]
         return list(rule) + others
 
     def _decide(self, settings, op, func, params, args):

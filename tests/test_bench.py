@@ -136,13 +136,14 @@ def test_a_cli_run_in_shards_writes_files_that_load_into_one_frame(tmp_path, cap
     expected = workloads.expand(QUICK, models=["mlp"], ops=["jvp", "batch_vjp", "full_jacobian"],
                                 strategy_names=["double_backward", "auto"])
     assert sorted(map(cell_key, frame.to_dict("records"))) == sorted(w.key() for w in expected)
-    for column in ("op", "model", "size", "strategy", "device", "dtype", "k", "status", "median_s", "iqr_s", "runs",
+    for column in ("op", "model", "size", "strategy", "device", "dtype", "k", "status", "first_call_s", "median_s", "iqr_s", "runs",
                    "peak_bytes", "forward_median_s", "forward_ratio", "error", "workarounds", "samples_s",
                    "machine_cpu", "machine_torch", "machine_git_commit", "machine_threads"):
         assert column in frame.columns
     assert (frame.status == "ok").all() and frame.error.isna().all()
     assert (frame.forward_ratio == frame.median_s / frame.forward_median_s).all()
     assert (frame.runs == frame.samples_s.map(len)).all() and (frame.peak_bytes > 0).all()
+    assert (frame.first_call_s > 0).all()
     assert set(frame.k.dropna()) == {8} and (frame.threads == 1).all()
     summary = capsys.readouterr().out
     assert "cost in forward passes" in summary and "ok" in summary

@@ -11,6 +11,10 @@ without an accelerator) keeps the timer's overhead at tens of nanoseconds, so bl
 short and samples many. Each sample is seconds per call (a block's time over its call count);
 the median, the IQR and the samples themselves are kept.
 
+First call: :func:`time_first_call` times the one call before any other, synchronised on CUDA;
+it includes what a strategy does once per workload (compiling, calibrating), which the median,
+taken after it, leaves out.
+
 Peak memory: :func:`peak_bytes` calls once more, outside the timed loop. On CUDA, the peak of
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, above what was allocated
 before the call (the model, its inputs and the vectors). On the CPU, torch has no peak counter,
@@ -51,6 +55,16 @@ def time_call(call, *, device, threads, min_run_time, max_run_time):
     timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads, **clock)
     measurement = timer.adaptive_autorange(STABLE_IQR, min_run_time=min_run_time, max_run_time=max_run_time)
     return Timing(measurement.median, measurement.iqr, list(measurement.times))
+
+
+def time_first_call(call, device):
+    """Seconds of one call, kernels included: the first call of a cell, which pays any one-time set-up
+    (torch.compile's compilation, auto's calibration)."""
+    synchronize(device)
+    start = timeit.default_timer()
+    call()
+    synchronize(device)
+    return timeit.default_timer() - start
 
 
 def synchronize(device):

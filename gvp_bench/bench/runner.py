@@ -1,8 +1,8 @@
 """The benchmark loop: measure each cell, give it a status, write it at once, and go on.
 
 A cell is measured in this order, all under its time limit: set-up (:func:`~.workloads.prepare`),
-one warm-up call (timed alone as ``first_call_s``: compilation and one-time set-up are kept out of
-the median; it also tells which workarounds the strategy needed), the timed calls, one call for
+one warm-up call (timed alone as ``first_call_s``: compilation, calibration and one-time set-up
+are kept out of the median; it also tells which workarounds the strategy needed), the timed calls, one call for
 peak memory (torch's allocations: not for JAX side-by-side cells), and the timed plain forward
 pass of the same workload (JAX's own for a JAX cell), right after the product so that both see
 the machine in the same state. A cell's status:
@@ -25,7 +25,6 @@ import gc
 import signal
 import sys
 import threading
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -93,10 +92,7 @@ def _measure(workload, settings):
                                  min_run_time=settings.min_run_time, max_run_time=settings.max_run_time)
 
     cell = prepare(workload)
-    start = time.perf_counter()
-    cell.product()  # warm-up (and compilation, where there is one); an unsupported product fails here
-    measure.synchronize(workload.device)
-    first_call_s = time.perf_counter() - start
+    first_call_s = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
     workarounds = cell.workarounds()
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured

@@ -1,0 +1,127 @@
+"""``compiled``: torch.compile (inductor) of func_vmap's products: torch.func.jvp, vjp and vmap.
+
+How: each product is func_vmap's (torch.func over the functional form, see
+gvp_bench.functional), compiled by torch.compile with ``fullgraph=True`` and static shapes. func,
+the params and the vectors are the compiled function's arguments, so dynamo traces through func
+and lifts what it reads (the params, tensors its closure captures, a module's parameters and
+buffers) as inputs of the graph, with guards on their shapes, dtypes and the code of func:
+nothing is baked in, and a later call at new values gives the new answer. A compiled product is
+kept per workload signature (gvp_bench.autotune.signature: the product, shapes, dtypes, device,
+create_graph and what func is), each with a code object of its own, as dynamo keeps at most
+``recompile_limit`` graphs per code object; model_jvp's closure, new on every call, has the same
+signature and reuses the compiled graph. A new shape is a new signature and compiles anew.
+
+What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
+(no fallback to eager at a graph break), among them a closure that restores the random state on every call
+(model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
+substitution of params cannot follow it under torch.compile; found by one eager call of func
+before compiling). model_jvp / model_vjp in train mode set the random state once around the
+compiled product instead: its graph runs the forward once, and inductor draws random numbers as
+eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
+It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
+
+When it wins: repeated products at fixed shapes whose time goes on launching many small
+operators (launch-bound models on the GPU, small models on the CPU), where inductor fuses them.
+Its first call per workload compiles: 1-3 s for a tiny problem on 2 cores, 10-15 s for the first
+in a process, which starts inductor (auto never calibrates it; the benchmark records it as
+``first_call_s``).
+"""
+
+import contextlib
+import os
+import re
+import types
+
+import torch
+
+from gvp_bench.autotune.signature import signature
+from gvp_bench.contract import Strategy, buffers_protected_call, one_random_state
+from gvp_bench.errors import UnsupportedError
+from gvp_bench.functional import custom_functions_given_params
+from gvp_bench.validation import check_model
+from implementations.func_vmap import FuncVmap
+
+_EAGER = FuncVmap()
+
+
+def _with_own_code(method):
+    """``method`` bound to a copy of its function with a code object of its own (dynamo keeps a code object's
+    compiled graphs together, at most ``recompile_limit`` of them, then runs it eagerly)."""
+    function = method.__func__
+    copy = types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+    return types.MethodType(copy, method.__self__)
+
+
+def _why(error):
+    """Dynamo's reason in one line, with the innermost function of the traced code it stopped in."""
+    lines = str(error).splitlines()
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', str(error))
+    if not frames:
+        return lines[0]
+    path, line, function = frames[-1]
+    return f"{lines[0]} (in {function}, {os.path.basename(path)}:{line})"
+
+
+class Compiled(Strategy):
+    name = "compiled"
+    costly_first_call = True
+    # inductor's options: random operations as in eager (the same numbers from the same random state)
+    compile_options = {"fallback_random": True}
+
+    def __init__(self):
+        self._compiled = {}  # workload signature -> compiled product
+
+    def _product(self, product, func, params, args):
+        if args[-1]:
+            self._refuse(product, func, params, args, "create_graph=True: torch.compile's graphs can be "
+                         "differentiated once, not twice (aot_autograd has no double backward), and "
+                         "second-order products need that")
+        key = signature(product, func, params, args)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            given = custom_functions_given_params(func, params)
+            if given:
+                raise UnsupportedError(self.name, f"func passes a param itself to the custom autograd.Function "
+                                                  f"{given[0]}, which torch.compile does not substitute")
+            compiled = torch.compile(_with_own_code(getattr(_EAGER, f"_{product}")), fullgraph=True,
+                                     dynamic=False, options=self.compile_options)
+            self._compiled[key] = compiled
+        try:
+            return compiled(func, params, *args)
+        except torch._dynamo.exc.Unsupported as error:
+            self._refuse(product, func, params, args, f"torch.compile cannot capture it in one graph: {_why(error)}")
+
+    def _refuse(self, product, func, params, args, reason):
+        """Raise what every strategy raises where that is the cause (bad input, a missing formula: the eager
+        product tells; dynamo only says it observed an exception), else UnsupportedError with the reason."""
+        getattr(_EAGER, f"_{product}")(func, params, *args)
+        raise UnsupportedError(self.name, reason)
+
+    def model_jvp(self, model, x, v, create_graph=False):
+        return self._on_model("jvp", model, x, v, create_graph)
+
+    def model_vjp(self, model, x, v, create_graph=False):
+        return self._on_model("vjp", model, x, v, create_graph)
+
+    def _on_model(self, function, model, x, v, create_graph):
+        """model_jvp / model_vjp: dynamo cannot capture model_closure's restoring of the random state on every
+        call; in train mode the state is set once around the compiled product, whose graph runs the forward once."""
+        params = check_model(model, x)
+        with one_random_state(model)() if model.training else contextlib.nullcontext():
+            return getattr(self, function)(buffers_protected_call(model, x), params, v, create_graph)
+
+    def _jvp(self, func, params, tangents, create_graph):
+        return self._product("jvp", func, params, (tangents, create_graph))
+
+    def _vjp(self, func, params, v, create_graph):
+        return self._product("vjp", func, params, (v, create_graph))
+
+    def _batch_jvp(self, func, params, tangents, create_graph):
+        return self._product("batch_jvp", func, params, (tangents, create_graph))
+
+    def _batch_vjp(self, func, params, vs, create_graph):
+        return self._product("batch_vjp", func, params, (vs, create_graph))
+
+    def _full_jacobian(self, func, params, create_graph):
+        return self._product("full_jacobian", func, params, (create_graph,))

@@ -1,0 +1,34 @@
+"""``cuda_graphs``: the compiled products captured as CUDA graphs (torch.compile mode "reduce-overhead").
+
+How: the ``compiled`` strategy's products (torch.compile of func_vmap's torch.func products,
+kept per workload signature), compiled in mode "reduce-overhead": inductor records the
+product's kernels once into a CUDA graph and then replays the graph, one launch for all of
+them, copying each call's inputs into the graph's static buffers. Every call starts a new
+step (``torch.compiler.cudagraph_mark_step_begin``) and its results are cloned, since the
+next replay overwrites the graph's outputs.
+
+What it refuses: the CPU (CUDA graphs record CUDA kernels), and whatever ``compiled`` refuses
+(``create_graph=True`` among them).
+
+When it wins: many repeated products at fixed shapes on the GPU whose time goes on kernel
+launches (small and medium models), after a first call that compiles and captures (seconds).
+"""
+
+import torch
+
+from implementations.compiled import Compiled
+
+
+class CudaGraphs(Compiled):
+    name = "cuda_graphs"
+    compile_options = {**Compiled.compile_options, "triton.cudagraphs": True}  # what mode "reduce-overhead" sets
+
+    def _product(self, product, func, params, args):
+        if not params[0].is_cuda:
+            self._refuse(product, func, params, args, f"CUDA graphs record CUDA kernels; the params are on "
+                                                      f"{params[0].device}")
+        torch.compiler.cudagraph_mark_step_begin()
+        results = super()._product(product, func, params, args)
+        if isinstance(results, torch.Tensor):
+            return results.clone()
+        return [result.clone() for result in results]
