@@ -24,6 +24,15 @@ from torch.utils._pytree import tree_flatten, tree_map_only
 from .validation import check_output
 
 
+# The argument types that hold no tensor (anything else may be a container that pytree looks into).
+_NOT_CONTAINERS = frozenset({int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout,
+                             torch.memory_format})
+
+
+def _holds_no_containers(values):
+    return all(isinstance(v, torch.Tensor) or type(v) in _NOT_CONTAINERS for v in values)
+
+
 class _Substitution(TorchFunctionMode):
     # Under torch.compile, params are found by identity, not by id(): dynamo would guard on each id(),
     # compiling anew for every new tensor.
@@ -40,7 +49,15 @@ class _Substitution(TorchFunctionMode):
         return self._replacements.get(id(tensor), tensor)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs or {}))
+        kwargs = kwargs or {}
+        if _holds_no_containers(args) and _holds_no_containers(kwargs.values()):
+            # Most calls (F.linear(x, w, b), torch.tanh(h)) pass tensors and scalars alone: swapped here
+            # without pytree, which cost 13 µs a call (call_with of one torch.tanh: 20.1 against 6.6 µs,
+            # one thread of a 2-core Xeon, torch 2.14); 0.15-0.35 ms of a model_jvp of the zoo's medium MLP.
+            swap = self._swap
+            return func(*[swap(a) if isinstance(a, torch.Tensor) else a for a in args],
+                        **{k: swap(a) if isinstance(a, torch.Tensor) else a for k, a in kwargs.items()})
+        args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs))
         return func(*args, **kwargs)
 
     def __enter__(self):
