@@ -37,6 +37,8 @@ CELL_FIELDS = CELL_KEY + (
     "forward_median_s",  # median time of the plain forward pass of the same workload
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes
     "workarounds",       # the scoped workarounds the strategy needed (gvp_bench.workarounds)
+    "chunk_size",        # rows computed at once by a chunking strategy (gvp_bench.chunking), else None
+    "memory_budget_bytes",  # the memory budget that chunk size was chosen under, else None
     "error",             # why, for every status but ok
     "threads",           # torch intra-op threads while measuring
     "measured_at",       # ISO time the cell was written
@@ -149,7 +151,7 @@ def load(paths):
     if not frames:
         raise ResultsError("no results files given")
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    integers = ("k", "parameters", "outputs", "runs", "peak_bytes", "threads")
+    integers = ("k", "parameters", "outputs", "runs", "peak_bytes", "threads", "chunk_size", "memory_budget_bytes")
     return frame.astype({name: "Int64" for name in integers})
 
 

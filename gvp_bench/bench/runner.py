@@ -91,12 +91,14 @@ def _measure(workload, settings):
     cell = prepare(workload)
     cell.product()  # warm-up; an unsupported product fails here, before any timing
     workarounds = list(cell.strategy.last_workarounds)
+    chunking = dict(chunk_size=getattr(cell.strategy, "last_chunk_size", None),
+                    memory_budget_bytes=getattr(cell.strategy, "last_memory_budget_bytes", None))
     timing = time_call(cell.product)
     peak = measure.peak_bytes(cell.product, workload.device)
     forward = time_call(cell.forward)
     return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
                 peak_bytes=peak, forward_median_s=forward.median_s,
-                forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds)
+                forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds, **chunking)
 
 
 def measure_cell(workload, settings):

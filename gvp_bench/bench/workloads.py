@@ -62,6 +62,7 @@ class Suite:
     min_run_time: float     # seconds of samples at least, per timed call (torch.utils.benchmark)
     max_run_time: float     # seconds of samples at most, unless the samples are already stable
     timeout_s: float        # a cell (warm-up, timing, memory, forward) past this is recorded as timeout
+    ops: tuple = OPS        # the ops measured
 
 
 SUITES = {suite.name: suite for suite in (
@@ -74,6 +75,10 @@ SUITES = {suite.name: suite for suite in (
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
           cuda_models=tuple(itertools.product(zoo.names(), ("large",))),
           ks=(1, 8, 32), dtypes=("float32", "float64"), min_run_time=0.2, max_run_time=2.0, timeout_s=120),
+    Suite("batch", "the batch ops on the tiny mlp and cnn for k in 1, 4, 16, 64, 256: how many products at "
+                   "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
+          models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
+          min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
 )}
 
 
@@ -95,7 +100,7 @@ def get_suite(name):
 def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None):
     """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all)."""
     models = _choose("model", models, zoo.names())
-    ops = _choose("op", ops, OPS)
+    ops = [op for op in _choose("op", ops, OPS) if op in suite.ops]
     strategy_names = _choose("strategy", strategy_names, strategies())
     dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
     devices = _choose("device", devices, DEVICES)
