@@ -120,12 +120,12 @@ class Chunked:
         itemsize = max([output.element_size()] + [p.element_size() for p in params])
         row = forward_bytes + (parameters + output.numel()) * itemsize
         held = forward_bytes + 2 * rows * (output.numel() if result_row == "outputs" else parameters) * itemsize
-        fitting = int((budget - held) // row) if row else rows
-        if fitting < 1:
+        if rows and row + held > budget:
             warnings.warn(f"gvp_bench: one row needs about {row + held} bytes with the result, over the memory "
                           f"budget of {budget:.0f} bytes; computing one row at a time", MemoryBudgetWarning,
                           stacklevel=4)
-        return min(rows, max(fitting, 1))
+            return 1
+        return min(rows, int((budget - held) // row)) if row else rows
 
 
 def in_chunks(compute, rows, chunk):

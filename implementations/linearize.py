@@ -95,7 +95,7 @@ class Linearize(Chunked, Strategy):
             raise UnsupportedError(self.name, NO_GRAPH)
         with warnings.catch_warnings():  # const_fold's notice about the folded constants, on every call
             warnings.filterwarnings("ignore", "Attempted to insert a get_attr Node", UserWarning)
-            return linearize(_checked_once(as_function_of(func, params), self.name), *primals_of(params, create_graph))
+            return linearize(_checked_once(as_function_of(func, params), self.name), *primals_of(params, False))
 
     def _batched(self, func, params, rows, create_graph):
         """func()'s output, J· vmapped over a batch of tangents, and the rows to push at once."""
@@ -115,9 +115,11 @@ class Linearize(Chunked, Strategy):
         return forward_mode_jacobian(lambda tangents: batched(*tangents), params, chunk, output.numel)
 
     def _vjp(self, func, params, v, create_graph):
-        check_cotangent(v, call_with(func, params, params))
+        with torch.no_grad():
+            check_cotangent(v, call_with(func, params, params))
         raise UnsupportedError(self.name, J_V_ONLY)
 
     def _batch_vjp(self, func, params, vs, create_graph):
-        check_batch_cotangents(vs, call_with(func, params, params))
+        with torch.no_grad():
+            check_batch_cotangents(vs, call_with(func, params, params))
         raise UnsupportedError(self.name, J_V_ONLY)

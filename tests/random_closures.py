@@ -21,8 +21,10 @@ non-empty params, no function saturates) exactly where the output depends on tha
 this: there, "output i depends on param element j" and "J[i, j] != 0" are the same thing.
 """
 
+import contextlib
 import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -279,11 +281,22 @@ def call(name, function, *args, create_graph=False):
     try:
         return getattr(STRATEGIES[name], function)(*args, create_graph)
     except gvp_bench.UnsupportedError as error:
-        strategy = name.split("[")[0]
-        words = NOT_OFFERED.get((strategy, function)) or (create_graph and NOT_OFFERED.get((strategy, "create_graph")))
+        strategy, words = name.split("[")[0], _not_offered_words(name, function, create_graph)
         if strategy in BUILT_IN and not (words and words in error.reason):
             raise  # every built-in strategy supports every operation these closures use
         return None
+
+
+def _not_offered_words(name, function, create_graph):
+    strategy = name.split("[")[0]
+    return NOT_OFFERED.get((strategy, function)) or (create_graph and NOT_OFFERED.get((strategy, "create_graph")))
+
+
+def not_offered(name, function, create_graph=False):
+    """A context for a call of the strategy's function: where NOT_OFFERED lists it, the call must raise
+    UnsupportedError saying so (the rest of the block is then not run); elsewhere it does nothing."""
+    words = _not_offered_words(name, function, create_graph)
+    return pytest.raises(gvp_bench.UnsupportedError, match=re.escape(words)) if words else contextlib.nullcontext()
 
 
 def product(name, problem, function, flat, form, create_graph=False):
