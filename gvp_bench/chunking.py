@@ -84,7 +84,7 @@ class Chunked:
     """The ``chunk_size`` and ``memory_budget`` options of a strategy that computes rows in chunks."""
 
     last_chunk_size = None           # rows at once in the latest chunked product
-    last_memory_budget_bytes = None  # the budget it was chosen under (None: chunk_size given)
+    last_memory_budget_bytes = None  # the budget it was chosen under (None: chunk_size given, or free memory unknown)
 
     def __init__(self, chunk_size=AUTO, memory_budget=None):
         self.chunk_size = check_chunk_size(chunk_size)
@@ -110,7 +110,7 @@ class Chunked:
         else:
             chunk = self.chunk_size if rows is None else min(rows, self.chunk_size)
         self.last_chunk_size = None if chunk is None else max(chunk, 1)
-        self.last_memory_budget_bytes = None if budget is None else int(min(budget, 2 ** 63 - 1))
+        self.last_memory_budget_bytes = int(budget) if budget is not None and math.isfinite(budget) else None
         return self.last_chunk_size
 
     def _fitting(self, func, params, rows, result_row, budget):
@@ -125,7 +125,7 @@ class Chunked:
                           f"budget of {budget:.0f} bytes; computing one row at a time", MemoryBudgetWarning,
                           stacklevel=4)
             return 1
-        return min(rows, int((budget - held) // row)) if row else rows
+        return int(min(rows, (budget - held) // row)) if row else rows  # (an unknown budget is inf)
 
 
 def in_chunks(compute, rows, chunk):
