@@ -12,15 +12,16 @@ Random operations (dropout in train mode) raise UnsupportedError: the traced gra
 random numbers again on every J v, outside the random state model_jvp's closure restores, so
 the mask would differ from func's own (checked on linearize's first evaluation of func).
 
-When it wins: many products at one point, once the tracing is paid for. The tracing costs
-about 25-60 ms per call on the 2-core CPU whatever the batch (the zoo's tiny mlp and cnn),
-while each linearized product then does only the tangent half of a JVP (0.15 ms for the tiny
-mlp against 0.06 ms per row of vmap(jvp), which also computes the forward once for the whole
-batch): eager, per call, it loses to func_vmap at every k measured. It holds the forward pass's
-intermediates as constants for the whole call. vmap over the linearized function beat a loop of
-it for the tiny cnn at k = 8 and 32 (60.7 ms against 61.6 ms, 84 ms against 92 ms, CPU, under
-load) and for the tiny mlp at k = 8 (49.8 ms against 73.5 ms), though not at k = 32 (67.6 ms
-against 56.2 ms): within the noise of the tracing, so batches go through vmap, which also chunks.
+When it wins: in principle, many products at one point, once the tracing is paid for; in eager
+PyTorch, never measured so far. The tracing (make_fx) costs 50-70 ms per call on the 2-core CPU
+whatever the batch, and each product through the linear function is cheap (the tiny cnn: 63 ms at
+k = 1, 71 ms at k = 256), but vmap(jvp) also computes the forward pass once for the whole batch:
+func_vmap took 0.9-1.1 ms (tiny mlp) and 2.0-2.9 ms (tiny cnn) for k = 1 to 256 in the same run
+(``gvp-bench run --suite batch --ops batch_jvp``, --threads 1, a loaded machine), so linearize
+lost at every k, by 20-55x. It also holds the forward pass's intermediates as constants for the
+call. Batches go through vmap of the linear function, which also chunks: against a loop of it,
+vmap was 50 against 74 ms (tiny mlp, k = 8) and 84 against 92 ms (tiny cnn, k = 32), but 68
+against 56 ms for the mlp at k = 32 (one run each under load: within the noise of the tracing).
 """
 
 import warnings

@@ -6,15 +6,17 @@ or backward passes, batched or not) of the least demanding candidate cannot win,
 warm-up call could take very long (forward_dual's Jacobian of a million parameters is a million
 forward passes), so it is not timed. The ratio is generous because on small models a batched
 (vmapped) product costs far less than a pass per row. ``jacrev_chunked`` builds J from M
-backward passes whatever the product; ``forward_dual``'s and ``linearize``'s Jacobians take P
-forward passes, the others' M backward passes; a batch takes k products and a single product one. (reference_loop,
-the slow baseline by construction, is never a candidate; auto leaves it out.)
+backward passes whatever the product; ``forward_dual``'s Jacobian takes P forward passes, the
+others' M backward passes; a batch takes k products and a single product one. (reference_loop,
+the slow baseline by construction, and linearize, which traces on every call, are never
+candidates; auto leaves them out.)
 
 Memory: what a strategy holds beyond its inputs and its result, estimated from the sizes:
 ``jacrev_chunked`` materialises J (M x P elements) for every product but the Jacobian itself;
 the Jacobians of ``double_backward`` and ``autograd_functional`` build the M x M identity as
-cotangents (``func_vmap`` builds it in chunks within its own memory budget, gvp_bench.chunking). A candidate whose estimate exceeds the budget is left out; on
-CUDA, calibration also measures each candidate's peak (see calibration.py).
+cotangents (``func_vmap`` builds it in chunks within its own memory budget, gvp_bench.chunking).
+A candidate whose estimate exceeds the budget is left out; on CUDA, calibration also measures
+each candidate's peak (see calibration.py).
 """
 
 import math
@@ -25,7 +27,6 @@ import torch
 WORK_RATIO = 32
 _VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional")
 _IDENTITY_JACOBIANS = ("double_backward", "autograd_functional")  # the whole M x M identity at once
-_FORWARD_JACOBIANS = ("forward_dual", "linearize")
 
 
 def _work(name, workload):
@@ -33,7 +34,7 @@ def _work(name, workload):
     fewest = min(workload.outputs, workload.parameters) if workload.product == "full_jacobian" else workload.batch
     if name == "jacrev_chunked":
         return workload.outputs
-    if name in _FORWARD_JACOBIANS and workload.product == "full_jacobian":
+    if name == "forward_dual" and workload.product == "full_jacobian":
         return workload.parameters
     if name in _VMAPPED_JACOBIANS and workload.product == "full_jacobian":
         return workload.outputs
