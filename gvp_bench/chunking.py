@@ -12,10 +12,10 @@ took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They take the :class:`Chunke
 
 ``"auto"`` chooses ``(budget - held) // row``, at least 1 and at most the number of rows, where
 
-- ``row``, one row's cost, is the bytes one forward pass of func allocates (every intermediate,
-  counted by a dispatch mode in one forward pass without grad: an upper bound on what one row's
-  tangents or cotangents of them hold at once), plus one row of the vectors and of the result
-  (P + M elements);
+- ``row``, one row's cost, is twice the bytes one forward pass of func allocates (every
+  intermediate, counted by a dispatch mode in one forward pass without grad; a row's tangents or
+  cotangents of them, with their derivative rules' temporaries, took 1.1-1.2 times that), plus
+  one row of the vectors and of the result (P + M elements);
 - ``held``, what the product holds whatever the chunk, is one forward pass's intermediates (the
   activations reverse mode saves, the constants linearize folds) and its result twice (the
   chunks, then their concatenation).
@@ -38,6 +38,10 @@ from .autotune.config import DEFAULT_MEMORY_FRACTION, check_memory_budget
 from .functional import call_with
 
 AUTO = "auto"
+# One row's tangents or cotangents of a forward pass's intermediates, with the temporaries of their
+# derivative rules: measured at 1.1-1.2 times the forward pass's bytes per row (func_vmap's batch_jvp of
+# tests/test_chunking.py's MLP, CPU), so twice, for a margin.
+ROW_FORWARD_PASSES = 2
 RESULT_ROWS = ("outputs", "parameters")  # what one row of a product's result holds: M or P elements
 
 
@@ -119,7 +123,7 @@ class Chunked:
         rows = output.numel() if rows is None else rows
         parameters = sum(p.numel() for p in params)
         itemsize = max([output.element_size()] + [p.element_size() for p in params])
-        row = forward_bytes + (parameters + output.numel()) * itemsize
+        row = ROW_FORWARD_PASSES * forward_bytes + (parameters + output.numel()) * itemsize
         held = forward_bytes + 2 * rows * (output.numel() if result_row == "outputs" else parameters) * itemsize
         if rows and row + held > budget:
             warnings.warn(f"gvp_bench: one row needs about {row + held} bytes with the result, over the memory "
