@@ -20,21 +20,26 @@ took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They take the :class:`Chunke
   activations reverse mode saves, the constants linearize folds) and its result twice (the
   chunks, then their concatenation).
 
-That counting forward pass is the price of ``"auto"``, one forward pass per call; an int
-``chunk_size`` skips it. When even one row does not fit, the chunk is 1 and the peak will exceed
-the budget: a :class:`MemoryBudgetWarning` says so. The strategy records what it chose in
+That counting forward pass is the price of ``"auto"``: it runs once per workload (func's code and
+the shapes it captures, the params' shapes, dtypes and device, as auto's signature; two closures
+alike in these share the count, which can change their chunk size, never their results) and is
+remembered for the process; later calls pay the workload key and a read of the free memory. An
+int ``chunk_size`` skips both. When even one row does not fit, the chunk is 1 and the peak will
+exceed the budget: a :class:`MemoryBudgetWarning` says so. The strategy records what it chose in
 ``last_chunk_size`` and ``last_memory_budget_bytes`` (the engine writes both into its results rows).
 """
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .autotune.candidates import budget_bytes
-from .autotune.config import DEFAULT_MEMORY_FRACTION, check_memory_budget
+from .autotune.config import DEFAULT_MEMORY_FRACTION, MAX_CHOICES, check_memory_budget
+from .autotune.signature import function_key
 from .functional import call_with
 
 AUTO = "auto"
@@ -42,6 +47,7 @@ AUTO = "auto"
 # derivative rules: measured at 1.1-1.2 times the forward pass's bytes per row (func_vmap's batch_jvp of
 # tests/test_chunking.py's MLP, CPU), so twice, for a margin.
 ROW_FORWARD_PASSES = 2
+MAX_REMEMBERED = MAX_CHOICES  # workloads whose forward size is remembered; the oldest is forgotten first
 RESULT_ROWS = ("outputs", "parameters")  # what one row of a product's result holds: M or P elements
 
 
@@ -76,13 +82,30 @@ class _Allocations(TorchDispatchMode):
         return result
 
 
-def forward_allocations(func, params):
-    """(bytes one forward pass of func allocates, func()'s output), leaving no trace in the random state."""
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
-    counter = _Allocations()
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), counter:
-        output = call_with(func, params, params)
-    return counter.bytes, output
+@dataclass(frozen=True)
+class ForwardSize:
+    bytes: int     # what one forward pass allocates
+    outputs: int   # M: func()'s output elements
+    itemsize: int  # the largest element size among the output and the params
+
+
+_sizes = {}
+
+
+def forward_size(func, params):
+    """One forward pass's size, measured once per workload (func's code and the shapes it captures,
+    the params' shapes, dtypes and device: gvp_bench.autotune.signature) and remembered for the process."""
+    key = (function_key(func), tuple((p.shape, p.dtype, p.device) for p in params))
+    if key not in _sizes:
+        if len(_sizes) >= MAX_REMEMBERED:
+            del _sizes[next(iter(_sizes))]
+        devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+        counter = _Allocations()
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), counter:
+            output = call_with(func, params, params)
+        itemsize = max([output.element_size()] + [p.element_size() for p in params])
+        _sizes[key] = ForwardSize(counter.bytes, output.numel(), itemsize)
+    return _sizes[key]
 
 
 class Chunked:
@@ -119,12 +142,11 @@ class Chunked:
         return self.last_chunk_size
 
     def _fitting(self, func, params, rows, result_row, budget):
-        forward_bytes, output = forward_allocations(func, params)
-        rows = output.numel() if rows is None else rows
+        size = forward_size(func, params)
+        rows = size.outputs if rows is None else rows
         parameters = sum(p.numel() for p in params)
-        itemsize = max([output.element_size()] + [p.element_size() for p in params])
-        row = ROW_FORWARD_PASSES * forward_bytes + (parameters + output.numel()) * itemsize
-        held = forward_bytes + 2 * rows * (output.numel() if result_row == "outputs" else parameters) * itemsize
+        row = ROW_FORWARD_PASSES * size.bytes + (parameters + size.outputs) * size.itemsize
+        held = size.bytes + 2 * rows * (size.outputs if result_row == "outputs" else parameters) * size.itemsize
         if rows and row + held > budget:
             warnings.warn(f"gvp_bench: one row needs about {row + held} bytes with the result, over the memory "
                           f"budget of {budget:.0f} bytes; computing one row at a time", MemoryBudgetWarning,
