@@ -40,6 +40,8 @@ CELL_FIELDS = CELL_KEY + (
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes
     "workarounds",       # the scoped workarounds the strategy needed (gvp_bench.workarounds)
     "choice",            # for auto: the strategy that answered the measured calls (auto.last_choice)
+    "chunk_size",        # rows computed at once by a chunking strategy (gvp_bench.chunking), else None
+    "memory_budget_bytes",  # the memory budget that chunk size was chosen under, else None
     "error",             # why, for every status but ok
     "threads",           # torch intra-op threads while measuring; jax rows: the CPUs XLA sized its pool for
     "measured_at",       # ISO time the cell was written
@@ -152,7 +154,7 @@ def load(paths):
     if not frames:
         raise ResultsError("no results files given")
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    integers = ("k", "parameters", "outputs", "runs", "peak_bytes", "threads")
+    integers = ("k", "parameters", "outputs", "runs", "peak_bytes", "threads", "chunk_size", "memory_budget_bytes")
     return frame.astype({name: "Int64" for name in integers})
 
 

@@ -37,7 +37,10 @@ def reverse_vjp(func, params, v, create_graph):
     return grad_or_zeros(output, live, check_cotangent(v, output), create_graph)
 
 
-def identity_cotangents(output):
-    """The rows of the identity, shaped (output numel, *output shape): one VJP each gives J."""
-    eye = torch.eye(output.numel(), dtype=output.dtype, device=output.device)
-    return eye.reshape((output.numel(),) + tuple(output.shape))
+def identity_cotangents(output, start=0, stop=None):
+    """Rows ``start`` to ``stop`` (default: all) of the identity, shaped (rows, *output shape): one VJP
+    each gives those rows of J."""
+    stop = output.numel() if stop is None else stop
+    rows = torch.zeros(stop - start, output.numel(), dtype=output.dtype, device=output.device)
+    rows[torch.arange(stop - start), torch.arange(start, stop)] = 1
+    return rows.reshape((stop - start,) + tuple(output.shape))

@@ -8,9 +8,9 @@ of the process (like cudnn.benchmark); later calls with that signature go straig
 Deciding:
 
 1. The candidates: the fixed rule's strategies first (below), then every other registered
-   strategy but reference_loop and those whose first call compiles (``costly_first_call``); those
-   that need far more products than the least demanding one, or more memory than the budget, are
-   left out (gvp_bench.autotune.candidates).
+   strategy but reference_loop, linearize (it traces on every call) and those whose first call
+   compiles (``costly_first_call``); those that need far more products than the least demanding
+   one, or more memory than the budget, are left out (gvp_bench.autotune.candidates).
 2. Results: when results files for this machine (the user's, ``GVP_BENCH_RESULTS``, then the
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
@@ -58,7 +58,9 @@ _BATCH_VJP = {"cuda": ("func_vmap", "double_backward", "forward_dual"),
               "cpu": ("forward_dual", "double_backward", "func_vmap")}
 _REVERSE_JACOBIAN = ("func_vmap", "jacrev_chunked", "double_backward", "forward_dual")
 _FORWARD_JACOBIAN = ("forward_dual", "func_vmap", "jacrev_chunked", "double_backward")
-_NEVER_CANDIDATES = ("reference_loop",)  # the slow baseline by construction
+# reference_loop: the slow baseline by construction; linearize: its tracing (50-70 ms a call on the 2-core CPU)
+# lost to func_vmap at every k measured, and timing it would add a tenth of a second to every calibration.
+_NEVER_CANDIDATES = ("reference_loop", "linearize")
 
 
 def _rule(op, device_type, outputs, parameters):

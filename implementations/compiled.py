@@ -19,6 +19,8 @@ before compiling). model_jvp / model_vjp in train mode set the random state once
 compiled product instead: its graph runs the forward once, and inductor draws random numbers as
 eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
+Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):
+it takes no memory budget.
 
 When it wins: repeated products at fixed shapes whose time goes on launching many small
 operators (launch-bound models on the GPU, small models on the CPU), where inductor fuses them.
@@ -41,7 +43,8 @@ from gvp_bench.functional import custom_functions_given_params
 from gvp_bench.validation import check_model
 from implementations.func_vmap import FuncVmap
 
-_EAGER = FuncVmap()
+# All rows at once: a chunk size chosen from the free memory on every call cannot live inside a graph
+_EAGER = FuncVmap(chunk_size=None)
 
 
 def _with_own_code(method):

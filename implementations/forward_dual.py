@@ -4,6 +4,9 @@ How: each param is replaced for the call by a dual tensor (primal = the param, t
 part of v); the output's tangent is J v. Batches of tangents are a loop of such passes, and
 the Jacobian is one pass per parameter element (column by column). The vᵀJ side uses reverse
 mode: one backward pass, or one recorded forward and a backward pass per row for a batch.
+It takes no chunk_size: a dual tensor holds one tangent, and vmap cannot batch passes of them
+(aten::_make_dual has no batching rule, torch 2.14), so a Jacobian is always one column at a
+time, the least memory a forward-mode Jacobian can take.
 
 When it wins: single J v on most models (about 1.5-3 forward passes of work, no graph kept,
 memory flat in depth: fastest JVP measured on the MLP and CNN on an H100); batches where
@@ -26,6 +29,7 @@ that read 6-7x timed preemption by other processes (samples step by about 4.2 ms
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from gvp_bench.chunking import forward_mode_jacobian
 from gvp_bench.contract import Strategy
 from gvp_bench.functional import call_with, primals_of
 from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
@@ -39,6 +43,11 @@ def _dual_pass(func, params, tangents, create_graph):
         duals = tuple(fwAD.make_dual(p, t) for p, t in zip(primals, tangents))
         output, tangent = fwAD.unpack_dual(call_with(func, params, duals))
     return output, torch.zeros_like(output) if tangent is None else tangent
+
+
+def _column(func, params, tangents, create_graph):
+    """J times a batch of one tangent, by one dual pass."""
+    return _dual_pass(func, params, [t[0] for t in tangents], create_graph)[1].unsqueeze(0)
 
 
 class ForwardDual(Strategy):
@@ -60,21 +69,6 @@ class ForwardDual(Strategy):
         return tuple(torch.stack(per_param) for per_param in zip(*rows))
 
     def _full_jacobian(self, func, params, create_graph):
-        columns = [_dual_pass(func, params, tangents, create_graph)[1].reshape(-1) for tangents in _basis(params)]
-        if columns:
-            jacobian = torch.stack(columns, dim=1)
-        else:  # every param is empty: the Jacobian is (outputs, 0)
-            output = _dual_pass(func, params, [torch.zeros_like(p) for p in params], create_graph)[0]
-            jacobian = output.new_zeros(output.numel(), 0)
-        blocks = jacobian.split([p.numel() for p in params], dim=1)
-        # The columns are output tangents, in the output's dtype; each block has its param's dtype.
-        return tuple(b.reshape((jacobian.shape[0],) + tuple(p.shape)).to(p.dtype) for b, p in zip(blocks, params))
-
-
-def _basis(params):
-    """One tangent per parameter element: the columns of the identity, cut like params."""
-    for index, param in enumerate(params):
-        for element in range(param.numel()):
-            tangents = [torch.zeros_like(p) for p in params]
-            tangents[index].view(-1)[element] = 1
-            yield tangents
+        return forward_mode_jacobian(lambda tangents: _column(func, params, tangents, create_graph), params, 1,
+                                     lambda: _dual_pass(func, params, [torch.zeros_like(p) for p in params],
+                                                        create_graph)[0].numel())

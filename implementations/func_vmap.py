@@ -4,12 +4,14 @@ How: func becomes a function of its params (each occurrence of a param swapped f
 function's argument, see gvp_bench.functional); J v is torch.func.jvp on it, vᵀJ the pullback
 of torch.func.vjp; batches are torch.func.vmap over those, so k products run as one batched
 computation (random operations draw the same values for every row, so dropout keeps one
-mask), and the Jacobian is vmap over the pullback with the rows of the identity.
+mask), and the Jacobian is vmap over the pullback with the rows of the identity. Batches and
+Jacobians run in chunks of rows that fit a memory budget (``chunk_size="auto"``, the default;
+see gvp_bench.chunking), or ``chunk_size`` rows at a time.
 
 When it wins: batches of products on a GPU, where one batched kernel replaces k launches
 (16 JVPs of an MLP: 1.13 ms against 13.1 ms for a loop on an H100). It costs memory: vmap
-holds all k tangents' intermediates at once (1.84 GB against 0.16 GB for a loop on a small
-CNN), and on a 2-core CPU it often gains nothing over a loop.
+holds all the chunk's tangents' intermediates at once (1.84 GB against 0.16 GB for a loop on
+a small CNN, unchunked), and on a 2-core CPU it often gains nothing over a loop.
 
 Where model_jvp's time goes (zoo mlp medium: 784-1024-1024-10 on 64 inputs, float32, one thread
 of a 2-core Xeon, torch 2.14; thread CPU time, medians of 95-140 interleaved blocked_autorange
@@ -24,13 +26,14 @@ work.
 
 from torch.func import jvp, vjp, vmap
 
+from gvp_bench.chunking import Chunked, in_chunks
 from gvp_bench.contract import Strategy
 from gvp_bench.functional import as_function_of, primals_of
 from gvp_bench.reverse import identity_cotangents, zeros_for
 from gvp_bench.validation import check_batch_cotangents, check_cotangent
 
 
-class FuncVmap(Strategy):
+class FuncVmap(Chunked, Strategy):
     name = "func_vmap"
 
     def _jvp(self, func, params, tangents, create_graph):
@@ -39,7 +42,10 @@ class FuncVmap(Strategy):
     def _batch_jvp(self, func, params, tangents, create_graph):
         function = as_function_of(func, params)
         primals = primals_of(params, create_graph)
-        return vmap(lambda *row: jvp(function, primals, row)[1], randomness="same")(*tangents)
+        batched = vmap(lambda *row: jvp(function, primals, row)[1], randomness="same")
+        rows = tangents[0].shape[0]
+        chunk = self._rows_per_chunk(func, params, rows, "outputs")
+        return in_chunks(lambda start, stop: batched(*(t[start:stop] for t in tangents)), rows, chunk)
 
     def _vjp(self, func, params, v, create_graph):
         output, pullback = vjp(as_function_of(func, params), *primals_of(params, create_graph))
@@ -47,10 +53,14 @@ class FuncVmap(Strategy):
 
     def _batch_vjp(self, func, params, vs, create_graph):
         output, pullback = vjp(as_function_of(func, params), *primals_of(params, create_graph))
-        return vmap(pullback)(check_batch_cotangents(vs, output))
+        us = check_batch_cotangents(vs, output)
+        chunk = self._rows_per_chunk(func, params, us.shape[0], "parameters")
+        return in_chunks(lambda start, stop: vmap(pullback)(us[start:stop]), us.shape[0], chunk)
 
     def _full_jacobian(self, func, params, create_graph):
         output, pullback = vjp(as_function_of(func, params), *primals_of(params, create_graph))
         if output.numel() == 0:  # no rows; vmap over a batch of no cotangents fails on some backward formulas
             return zeros_for(params, (0,))
-        return vmap(pullback)(identity_cotangents(output))
+        chunk = self._rows_per_chunk(func, params, output.numel(), "parameters")
+        return in_chunks(lambda start, stop: vmap(pullback)(identity_cotangents(output, start, stop)),
+                         output.numel(), chunk)

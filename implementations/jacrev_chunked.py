@@ -2,7 +2,8 @@
 
 How: one call of torch.func.jacrev over the functional form gives J, computed ``chunk_size``
 rows at a time (vmap over that many VJPs per chunk; 1 is a plain loop, None all rows at
-once); every product is then a matrix product with J.
+once, ``"auto"``, the default, as many as fit a memory budget: see gvp_bench.chunking); every
+product is then a matrix product with J.
 
 When it wins: many products at one point with few outputs (once J is built, each further
 product is a matrix-vector product), and the full Jacobian when memory must stay bounded:
@@ -11,21 +12,15 @@ the chunk size trades speed for peak memory. For one product it pays for M backw
 
 from torch.func import jacrev
 
+from gvp_bench.chunking import Chunked
 from gvp_bench.contract import Strategy
 from gvp_bench.dense import jacobian_vector_products, vector_jacobian_products
 from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
 from gvp_bench.validation import check_batch_cotangents, check_cotangent
 
-DEFAULT_CHUNK_SIZE = 32
 
-
-class JacrevChunked(Strategy):
+class JacrevChunked(Chunked, Strategy):
     name = "jacrev_chunked"
-
-    def __init__(self, chunk_size=DEFAULT_CHUNK_SIZE):
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-        self.chunk_size = chunk_size
 
     def _jacobian(self, func, params, create_graph):
         """func()'s output and J as (output numel, param numel) matrices, one per param."""
@@ -36,7 +31,8 @@ class JacrevChunked(Strategy):
             return padding.pad(output), output
 
         argnums = tuple(range(len(params)))
-        blocks, output = jacrev(with_output, argnums=argnums, has_aux=True, chunk_size=self.chunk_size)(
+        chunk = self._rows_per_chunk(func, params, None, "parameters")
+        blocks, output = jacrev(with_output, argnums=argnums, has_aux=True, chunk_size=chunk)(
             *primals_of(params, create_graph))
         return output, tuple(padding.rows(b, p).reshape(output.numel(), p.numel()) for b, p in zip(blocks, params))
 

@@ -21,8 +21,10 @@ non-empty params, no function saturates) exactly where the output depends on tha
 this: there, "output i depends on param element j" and "J[i, j] != 0" are the same thing.
 """
 
+import contextlib
 import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -188,7 +190,10 @@ def dependence(spec):
 # The strategies under test, the problem a spec builds, and the checks of the products.
 
 BUILT_IN = {"auto", "autograd_functional", "double_backward", "forward_dual", "func_vmap", "jacrev_chunked",
-            "reference_loop"}
+            "linearize", "reference_loop"}
+# What a built-in strategy does not offer, with words of its UnsupportedError: (name, function or create_graph).
+NOT_OFFERED = {("linearize", "vjp"): "J v only", ("linearize", "batch_vjp"): "J v only",
+               ("linearize", "create_graph"): "create_graph=True"}
 # Not the strategies whose first call per workload compiles (compiled, cuda_graphs): every random closure is a
 # new workload, seconds each; the conformance harness and tests/test_compiled.py check them.
 STRATEGIES = {name: gvp_bench.get_strategy(name) for name in gvp_bench.strategies()
@@ -274,13 +279,27 @@ def assert_close(what, actual, expected, precision, tolerances=TOLERANCES):
 
 
 def call(name, function, *args, create_graph=False):
-    """The strategy's function; None when a third-party strategy cannot compute it (UnsupportedError)."""
+    """The strategy's function; None when a third-party strategy cannot compute it (UnsupportedError), or a
+    built-in one does not offer it (NOT_OFFERED)."""
     try:
         return getattr(STRATEGIES[name], function)(*args, create_graph)
-    except gvp_bench.UnsupportedError:
-        if name.split("[")[0] in BUILT_IN:
+    except gvp_bench.UnsupportedError as error:
+        strategy, words = name.split("[")[0], _not_offered_words(name, function, create_graph)
+        if strategy in BUILT_IN and not (words and words in error.reason):
             raise  # every built-in strategy supports every operation these closures use
         return None
+
+
+def _not_offered_words(name, function, create_graph):
+    strategy = name.split("[")[0]
+    return NOT_OFFERED.get((strategy, function)) or (create_graph and NOT_OFFERED.get((strategy, "create_graph")))
+
+
+def not_offered(name, function, create_graph=False):
+    """A context for a call of the strategy's function: where NOT_OFFERED lists it, the call must raise
+    UnsupportedError saying so (the rest of the block is then not run); elsewhere it does nothing."""
+    words = _not_offered_words(name, function, create_graph)
+    return pytest.raises(gvp_bench.UnsupportedError, match=re.escape(words)) if words else contextlib.nullcontext()
 
 
 def product(name, problem, function, flat, form, create_graph=False):

@@ -5,7 +5,10 @@ the unsupported cells are listed below: any other unsupported cell is a regressi
 
 Strategies whose first call per workload compiles (compiled, cuda_graphs: seconds per cell on 2
 cores, 16 minutes for all of compiled's cells under load) run here on a representative subset of
-the cases, COMPILED_CASES; ``gvp-bench conformance --strategies compiled,cuda_graphs`` runs them all.
+the cases, COMPILED_CASES. linearize traces func on every call (about 1 s per zoo RNN or transformer
+cell, 72 s for all its cells): it runs on every case but the zoo's, and on the zoo's models in eval
+mode that are no RNN (LINEARIZE_ZOO_CASES). ``gvp-bench conformance --strategies
+compiled,cuda_graphs,linearize`` runs them all.
 """
 
 import pytest
@@ -20,14 +23,25 @@ from conftest import DEVICES
 # and eval mode (buffers); dropout's one mask (model_*'s first-order checks, then create_graph refused).
 COMPILED_CASES = ("documented_example", "matrix_output", "unused_params", "custom_function", "batchnorm_train",
                   "batchnorm_eval", "dropout_train")
+LINEARIZE_ZOO_CASES = ("zoo_mlp_eval", "zoo_cnn_eval", "zoo_transformer_eval", "zoo_scalar5_eval", "zoo_tall_eval")
+
+
+def checked_in_ci(strategy, case):
+    if gvp_bench.get_strategy(strategy).costly_first_call:
+        return case.name in COMPILED_CASES
+    if strategy == "linearize":
+        return not case.name.startswith("zoo_") or case.name in LINEARIZE_ZOO_CASES
+    return True
+
+
 CELLS = [
     pytest.param(strategy, case, function, id=f"{strategy}-{case.name}-{function}")
     for case in CASES for function in case.functions for strategy in gvp_bench.strategies()
-    if case.name in COMPILED_CASES or not gvp_bench.get_strategy(strategy).costly_first_call
+    if checked_in_ci(strategy, case)
 ]
 
 BUILT_IN = {"auto", "autograd_functional", "double_backward", "forward_dual", "func_vmap", "jacrev_chunked",
-            "reference_loop", "compiled", "cuda_graphs"}
+            "linearize", "reference_loop", "compiled", "cuda_graphs"}
 EXPECTED_UNSUPPORTED = {
     ("forward_dual", "custom_function_backward_only"): "defines no jvp",
     ("func_vmap", "custom_function_backward_only"): "setup_context",
@@ -35,6 +49,16 @@ EXPECTED_UNSUPPORTED = {
     ("compiled", "custom_function"): "Unsupported custom jvp",
     ("compiled", "batchnorm_train"): "from_the_drawn_state",  # the train-mode closure, not model_jvp / model_vjp
     ("compiled", "dropout_train"): "from_the_drawn_state",
+    ("linearize", "custom_function_backward_only"): "defines no jvp",
+    ("linearize", "dropout_train"): "draws random numbers",
+    # the other second-order cases: linearize's J v carries no graph
+    **{("linearize", case): "create_graph=True" for case in ("documented_example", "second_order", "mlp_frozen")},
+}
+# Whole functions a strategy does not offer, in every case.
+EXPECTED_UNSUPPORTED_FUNCTIONS = {
+    ("linearize", "vjp"): "J v only",
+    ("linearize", "model_vjp"): "J v only",
+    ("linearize", "batch_vjp"): "J v only",
 }
 
 
@@ -47,7 +71,7 @@ def expected_unsupported(strategy, case, function, device):
         if closure_reason and not function.startswith("model_"):
             return closure_reason
         return "create_graph=True" if case.second_order else None  # checked after the first-order products
-    return EXPECTED_UNSUPPORTED.get((strategy, case.name))
+    return EXPECTED_UNSUPPORTED_FUNCTIONS.get((strategy, function)) or EXPECTED_UNSUPPORTED.get((strategy, case.name))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -27,9 +27,31 @@ from random_closures import (FUNCTIONS, MAPS, OUTER, STRATEGIES, UNARY, ClosureS
                              call, check_nonfinite_product, dependence, per_param, product)
 
 
-def examples(n):
-    """n examples under the default profile (max_examples=100), scaled with the loaded profile's."""
-    return max(1, n * settings.default.max_examples // 100)
+# linearize traces func on every call (25-60 ms on 2 cores): it runs a quarter of the examples of the
+# tests over every strategy that call many products, which keeps its share of CI near 25 s instead of 100 s.
+EXAMPLE_SHARE = {"linearize": 4}
+
+
+def examples(n, name=None):
+    """n examples under the default profile (max_examples=100), scaled with the loaded profile's (and by
+    the strategy's EXAMPLE_SHARE)."""
+    return max(1, n * settings.default.max_examples // 100 // EXAMPLE_SHARE.get(name, 1))
+
+
+def over_every_strategy(n, spec):
+    """A test of every strategy: ``check(name, spec, data)`` under hypothesis, with specs drawn from
+    ``spec`` and examples(n, name) examples."""
+    def decorate(check):
+        @pytest.mark.parametrize("name", sorted(STRATEGIES))
+        def test(name):
+            @settings(max_examples=examples(n, name))
+            @given(spec=spec, data=st.data())
+            def example(spec, data):
+                check(name, spec, data)
+            example()
+        test.__doc__ = check.__doc__
+        return test
+    return decorate
 
 
 # Hypothesis strategies: random closure specs.
@@ -101,9 +123,7 @@ def products(name, problem, data, create_graph=False):
             yield outcome
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-@settings(max_examples=examples(80))
-@given(spec=closure_specs(), data=st.data())
+@over_every_strategy(80, closure_specs())
 def test_products_agree_with_the_oracle(name, spec, data):
     problem = Problem(spec)
     for what, results, expected, _ in products(name, problem, data):
@@ -168,9 +188,7 @@ def draw_nonfinite(data, flat, label):
     return flat
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-@settings(max_examples=examples(60))
-@given(spec=closure_specs(), data=st.data())
+@over_every_strategy(60, closure_specs())
 def test_nan_and_inf_in_vectors_reach_exactly_what_depends_on_them(name, spec, data):
     """(J v)_i is NaN when some v_j = NaN has J_ij != 0, NaN or ±inf when some v_j = ±inf has, and
     finite and right otherwise (on these closures, J_ij != 0 exactly where output i depends on param
@@ -199,9 +217,7 @@ def check_finite_and_right(what, result, expected, must_be_finite, precision):
     assert_close(f"{what} (its finite entries)", result[finite], expected[finite], precision)
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-@settings(max_examples=examples(60))
-@given(spec=closure_specs(), data=st.data())
+@over_every_strategy(60, closure_specs())
 def test_nan_and_inf_in_params_spoil_only_what_meets_them(name, spec, data):
     """NaN or ±inf param elements: no finite number in a result is wrong, and NaN and inf stay where a
     non-finite value enters the arithmetic: at the outputs that depend on a non-finite element

@@ -8,13 +8,15 @@ forward passes), so it is not timed. The ratio is generous because on small mode
 (vmapped) product costs far less than a pass per row. ``jacrev_chunked`` builds J from M
 backward passes whatever the product; ``forward_dual``'s Jacobian takes P forward passes, the
 others' M backward passes; a batch takes k products and a single product one. (reference_loop,
-the slow baseline by construction, is never a candidate; auto leaves it out.)
+the slow baseline by construction, and linearize, which traces on every call, are never
+candidates; auto leaves them out.)
 
 Memory: what a strategy holds beyond its inputs and its result, estimated from the sizes:
 ``jacrev_chunked`` materialises J (M x P elements) for every product but the Jacobian itself;
-the vmapped Jacobians (``func_vmap``, ``double_backward``, ``autograd_functional``) build the
-M x M identity as cotangents. A candidate whose estimate exceeds the budget is left out; on
-CUDA, calibration also measures each candidate's peak (see calibration.py).
+the Jacobians of ``double_backward`` and ``autograd_functional`` build the M x M identity as
+cotangents (``func_vmap`` builds it in chunks within its own memory budget, gvp_bench.chunking).
+A candidate whose estimate exceeds the budget is left out; on CUDA, calibration also measures
+each candidate's peak (see calibration.py).
 """
 
 import math
@@ -24,6 +26,7 @@ import torch
 
 WORK_RATIO = 32
 _VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional")
+_IDENTITY_JACOBIANS = ("double_backward", "autograd_functional")  # the whole M x M identity at once
 
 
 def _work(name, workload):
@@ -43,7 +46,7 @@ def extra_memory(name, workload):
     elements = 0
     if name == "jacrev_chunked" and workload.product != "full_jacobian":
         elements = workload.outputs * workload.parameters
-    elif name in _VMAPPED_JACOBIANS and workload.product == "full_jacobian":
+    elif name in _IDENTITY_JACOBIANS and workload.product == "full_jacobian":
         elements = workload.outputs ** 2
     return elements * workload.itemsize
 

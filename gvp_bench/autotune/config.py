@@ -56,7 +56,8 @@ def _check_mode(mode):
     return mode
 
 
-def _check_budget(budget):
+def check_memory_budget(budget):
+    """budget as given (bytes, an int; or a fraction of free memory, a float <= 1), or ValueError naming it."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
         raise ValueError(f"memory_budget must be a positive number of bytes (int) or a fraction (float <= 1); "
                          f"got {budget!r}")
@@ -97,7 +98,7 @@ def configure_auto(*, mode=None, results=None, memory_budget=None):
         text = environment.get("GVP_BENCH_AUTO_MEMORY", "").strip()
         memory_budget = _budget_from_environment(text) if text else DEFAULT_MEMORY_FRACTION
     _settings = AutoSettings(_check_mode(mode), tuple(os.fspath(path) for path in results),
-                             _check_budget(memory_budget))
+                             check_memory_budget(memory_budget))
     _choices.clear()
     return _settings
 

@@ -94,6 +94,7 @@ def _measure(workload, settings):
     cell = prepare(workload)
     first_call_s = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
     workarounds = cell.workarounds()
+    chunking = cell.chunking()
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
     peak = measure.peak_bytes(cell.product, workload.device) if cell.framework == "torch" else None
@@ -101,7 +102,7 @@ def _measure(workload, settings):
     return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
                 first_call_s=first_call_s, peak_bytes=peak, forward_median_s=forward.median_s,
                 forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds,
-                choice=getattr(cell.strategy, "last_choice", None))
+                choice=getattr(cell.strategy, "last_choice", None), **chunking)
 
 
 def measure_cell(workload, settings):

@@ -80,6 +80,10 @@ SUITES = {suite.name: suite for suite in (
           models=(("mlp", "medium"), ("mlp", "medium-b4")), cuda_models=(("mlp", "large"),),
           ks=(16,), dtypes=("float32",), min_run_time=0.3, max_run_time=1.5, timeout_s=30,
           ops=("jvp", "model_jvp", "batch_jvp")),
+    Suite("batch", "the batch ops on the tiny mlp and cnn for k in 1, 4, 16, 64, 256: how many products at "
+                   "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
+          models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
+          min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
 )}
 
 
@@ -151,6 +155,11 @@ class Prepared:
     def workarounds(self):
         """The workarounds the strategy needed in its latest call."""
         return list(self.strategy.last_workarounds) if self.strategy is not None else []
+
+    def chunking(self):
+        """The chunk size and memory budget of the latest call (gvp_bench.chunking), None where it does not chunk."""
+        return dict(chunk_size=getattr(self.strategy, "last_chunk_size", None),
+                    memory_budget_bytes=getattr(self.strategy, "last_memory_budget_bytes", None))
 
 
 def _vectors(op, params, output, k, draw):
