@@ -12,6 +12,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from .registry import get_strategy, strategies
 from .results import CELL_KEY, ResultsError, load
 
 AUTO = "auto"  # the strategy that hands each call to one of the others: measured, never ranked against them
@@ -26,6 +27,14 @@ def is_jax(cells):
 def rankable(cells):
     """The rows of the PyTorch strategies a user can pick: neither auto nor a JAX row."""
     return cells[(cells.strategy != AUTO) & ~is_jax(cells)]
+
+
+def compiling(cells):
+    """Which rows are of a strategy whose first call per workload compiles (``costly_first_call`` of the
+    strategy registered here under that name; a name not registered here does not)."""
+    registered = set(strategies())
+    compiles = {name: name in registered and get_strategy(name).costly_first_call for name in set(cells.strategy)}
+    return cells.strategy.map(compiles).astype(bool)
 
 
 def expand(paths):

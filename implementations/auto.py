@@ -8,9 +8,10 @@ of the process (like cudnn.benchmark); later calls with that signature go straig
 Deciding:
 
 1. The candidates: the fixed rule's strategies first (below), then every other registered
-   strategy but reference_loop, linearize (it traces on every call) and those whose first call
-   compiles (``costly_first_call``); those that need far more products than the least demanding
-   one, or more memory than the budget, are left out (gvp_bench.autotune.candidates).
+   strategy but reference_loop, linearize (it traces on every call) and, unless configured with
+   ``compile=True`` (``GVP_BENCH_AUTO_COMPILE=1``), those whose first call compiles
+   (``costly_first_call``); those that need far more products than the least demanding one, or
+   more memory than the budget, are left out (gvp_bench.autotune.candidates).
 2. Results: when results files for this machine (the user's, ``GVP_BENCH_RESULTS``, then the
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
@@ -123,16 +124,17 @@ class Auto(Strategy):
         config.remember(key, config.Choice(self.last_choice, self.last_reason))
         return result
 
-    def _candidates(self, rule):
+    def _candidates(self, rule, settings):
         others = [name for name in strategies() if name not in rule and name not in _NEVER_CANDIDATES
-                  and not isinstance(get_strategy(name), Auto) and not get_strategy(name).costly_first_call]
+                  and not isinstance(get_strategy(name), Auto)
+                  and (settings.compile or not get_strategy(name).costly_first_call)]
         return list(rule) + others
 
     def _decide(self, settings, op, func, params, args):
         workload = measure(op, func, params, args)
         rule = _rule(op, workload.device.type, workload.outputs, workload.parameters)
         budget = budget_bytes(settings.memory_budget, workload.device)
-        names, left_out = select(self._candidates(rule), workload, budget)
+        names, left_out = select(self._candidates(rule, settings), workload, budget)
         if settings.uses_results:
             ranking = measured.ranking(workload, settings.results, names)
             if ranking is not None:

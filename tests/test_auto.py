@@ -142,6 +142,12 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     assert settings.memory_budget == 1_000_000
     monkeypatch.setenv("GVP_BENCH_AUTO_MEMORY", "0.25")
     assert gvp_bench.configure_auto(mode="results").memory_budget == 0.25
+    assert not settings.compile
+    monkeypatch.setenv("GVP_BENCH_AUTO_COMPILE", "1")
+    assert gvp_bench.configure_auto().compile and not gvp_bench.configure_auto(compile=False).compile
+    monkeypatch.setenv("GVP_BENCH_AUTO_COMPILE", "maybe")
+    with pytest.raises(ValueError, match="GVP_BENCH_AUTO_COMPILE must be 1 or 0"):
+        gvp_bench.configure_auto()
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -149,10 +155,23 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     (dict(memory_budget=-1), "memory_budget must be a positive"),
     (dict(memory_budget=1.5), "fraction of free memory and must be <= 1"),
     (dict(memory_budget=True), "memory_budget must be a positive"),
+    (dict(compile="yes"), "compile must be True or False"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         gvp_bench.configure_auto(**settings)
+
+
+def test_strategies_that_compile_are_candidates_only_when_configured(calibrations):
+    x = torch.randn(5, requires_grad=True)
+    gvp_bench.configure_auto(mode="calibrate")
+    gvp_bench.jvp(sine_of(x), [x], torch.ones(5))
+    assert "compiled" not in calibrations[-1][0]
+    gvp_bench.configure_auto(mode="calibrate", compile=True)
+    result = gvp_bench.jvp(sine_of(x), [x], torch.ones(5))
+    assert "compiled" in calibrations[-1][0] and "cuda_graphs" in calibrations[-1][0]
+    assert "cuda_graphs" in calibrations[-1][1].unsupported  # the params are on the CPU
+    torch.testing.assert_close(result, 2 * torch.cos(x.detach()))
 
 
 # Results.

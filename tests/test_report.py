@@ -97,5 +97,22 @@ def test_auto_scores_judge_the_strategy_auto_chose(tmp_path):
     cells = latest(load_frame([synthetic.write(tmp_path / "run.jsonl", rows)]))
     assert tables.auto_scores(cells) == (2, 1, 1)
     winners = tables.winners(cells).set_index("op")
-    assert winners.loc["vjp", "auto chose"] == "func_vmap" and winners.loc["vjp", "choice / winner"] == "1.5x"
+    assert winners.loc["vjp", "auto chose"] == "func_vmap" and winners.loc["vjp", "choice / best"] == "1.5x"
     assert winners.loc["jvp", "auto chose"] == "forward_dual"
+
+
+def test_auto_is_scored_against_the_best_it_chooses_from_by_default(tmp_path):
+    """A winner that compiles on its first call is named, with the fastest strategy that does not; auto, which
+    leaves compiling strategies out unless configured to, is scored against that one unless it chose one."""
+    rng = synthetic.np.random.default_rng(0)
+    rows = [synthetic.ok_row(op, "mlp", "tiny", name, seconds, rng=rng, noise=0.0)
+            for op in ("jvp", "vjp") for name, seconds in (("compiled", 0.5e-3), ("forward_dual", 1.0e-3))]
+    rows += [dict(synthetic.ok_row("jvp", "mlp", "tiny", "auto", 1.05e-3, rng=rng, noise=0.0), choice="forward_dual"),
+             dict(synthetic.ok_row("vjp", "mlp", "tiny", "auto", 0.52e-3, rng=rng, noise=0.0), choice="compiled")]
+    cells = latest(load_frame([synthetic.write(tmp_path / "run.jsonl", rows)]))
+    winners = tables.winners(cells).set_index("op")
+    assert (winners.winner == "compiled").all()
+    assert winners.loc["jvp", "fastest not compiling"] == "forward_dual (2x)"
+    assert winners.loc["jvp", "auto / best"] == "1.05x" and winners.loc["jvp", "choice / best"] == "1x"
+    assert winners.loc["vjp", "auto / best"] == "1.04x" and winners.loc["vjp", "choice / best"] == "1x"
+    assert tables.auto_scores(cells) == (2, 2, 2)

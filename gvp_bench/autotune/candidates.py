@@ -25,8 +25,9 @@ import os
 import torch
 
 WORK_RATIO = 32
-_VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional")
-_IDENTITY_JACOBIANS = ("double_backward", "autograd_functional")  # the whole M x M identity at once
+_VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional", "compiled", "cuda_graphs")
+# the whole M x M identity at once (compiled and cuda_graphs: func_vmap's Jacobian, unchunked)
+_IDENTITY_JACOBIANS = ("double_backward", "autograd_functional", "compiled", "cuda_graphs")
 
 
 def _work(name, workload):

@@ -12,6 +12,9 @@ Settings come from the environment, read on first use, or from :func:`configure_
 - ``GVP_BENCH_AUTO_MEMORY`` / ``memory_budget``: the memory a candidate may take (estimated from
   the sizes, beyond its inputs and result; on CUDA also its measured peak), as bytes (an int) or
   as a fraction of the memory free on the device (a float in (0, 1]; default 0.5).
+- ``GVP_BENCH_AUTO_COMPILE`` / ``compile``: also consider the strategies whose first call per
+  workload compiles (``costly_first_call``: compiled, cuda_graphs), in calibration and in results
+  (default off: their first call takes seconds; worth it only for a product repeated many times).
 
 The choices are a process-wide cache, from workload signature to the strategy chosen and why;
 configuring auto empties it.
@@ -30,6 +33,7 @@ class AutoSettings:
     mode: str
     results: tuple        # the user's results files and folders, searched before the shipped ones
     memory_budget: float  # bytes (an int) or a fraction of free device memory (a float <= 1)
+    compile: bool = False  # also consider the strategies whose first call per workload compiles
 
     @property
     def uses_results(self):
@@ -78,13 +82,24 @@ def _budget_from_environment(text):
                              f"got {text!r}") from None
 
 
-def configure_auto(*, mode=None, results=None, memory_budget=None):
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False,
+           "": False}
+
+
+def _switch_from_environment(variable):
+    text = os.environ.get(variable, "").strip().lower()
+    if text not in _SWITCH:
+        raise ValueError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off); got {os.environ[variable]!r}")
+    return _SWITCH[text]
+
+
+def configure_auto(*, mode=None, results=None, memory_budget=None, compile=None):
     """Set how ``strategy="auto"`` chooses, and forget the choices made so far.
 
     Each argument left None comes from its environment variable, else its default:
     ``mode`` from ``GVP_BENCH_AUTO`` (``"measured"``), ``results`` from ``GVP_BENCH_RESULTS``
-    (none), ``memory_budget`` from ``GVP_BENCH_AUTO_MEMORY`` (0.5). Returns the settings now
-    in force.
+    (none), ``memory_budget`` from ``GVP_BENCH_AUTO_MEMORY`` (0.5), ``compile`` from
+    ``GVP_BENCH_AUTO_COMPILE`` (off). Returns the settings now in force.
     """
     global _settings
     environment = os.environ
@@ -97,8 +112,12 @@ def configure_auto(*, mode=None, results=None, memory_budget=None):
     if memory_budget is None:
         text = environment.get("GVP_BENCH_AUTO_MEMORY", "").strip()
         memory_budget = _budget_from_environment(text) if text else DEFAULT_MEMORY_FRACTION
+    if compile is None:
+        compile = _switch_from_environment("GVP_BENCH_AUTO_COMPILE")
+    elif not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False; got {compile!r}")
     _settings = AutoSettings(_check_mode(mode), tuple(os.fspath(path) for path in results),
-                             check_memory_budget(memory_budget))
+                             check_memory_budget(memory_budget), compile)
     _choices.clear()
     return _settings
 

@@ -57,11 +57,14 @@ def _section(title, figures):
 def _winners(cells):
     return [Heading("Winners"),
             Text("The fastest strategy per workload (lowest median time per call; `auto` is not a candidate, it "
-                 "hands each call to one of the others, and its column is its time over the winner's; neither "
-                 "are the JAX side-by-side rows, not PyTorch strategies: their column is the fastest one's time "
-                 "over the winner's), the runner-up's time over the winner's, and `within noise` when the two's "
-                 "samples overlap (their interquartile ranges meet, or a two-sided Mann-Whitney test at 5% cannot "
-                 "tell them apart)."),
+                 "hands each call to one of the others; neither are the JAX side-by-side rows, not PyTorch "
+                 "strategies: their column is the fastest one's time over the winner's), the runner-up's time "
+                 "over the winner's, and `within noise` when the two's samples overlap (their interquartile ranges "
+                 "meet, or a two-sided Mann-Whitney test at 5% cannot tell them apart). Where the winner compiles "
+                 "on its first call per workload (`compiled`, `cuda_graphs`: seconds, measured apart as "
+                 "`first_call_s`), `fastest not compiling` names the fastest strategy that does not, with its "
+                 "time over the winner's. `auto` is measured against the best it chooses from: by default the "
+                 "strategies that do not compile (`configure_auto(compile=True)` adds the others)."),
             Table(tables.winners(cells)), *_auto(cells)]
 
 
@@ -70,10 +73,10 @@ def _auto(cells):
     if scores is None:
         return []
     counted, choice_ok, auto_ok = scores
-    return [Text(f"`auto`: the strategy it chose (`auto chose`, its own cells' time over the winner's in "
-                 f"`choice / winner`) was within 10% of the winner in {choice_ok} of {counted} workloads "
-                 f"({choice_ok / counted:.0%}); auto's own time, its choosing and dispatch included, was within "
-                 f"15% of the winner's in {auto_ok} of {counted} ({auto_ok / counted:.0%}). Two strategies "
+    return [Text(f"`auto`: the strategy it chose (`auto chose`, its own cells' time over the best's in "
+                 f"`choice / best`) was within 10% of the best it could choose in {choice_ok} of {counted} "
+                 f"workloads ({choice_ok / counted:.0%}); auto's own time, its choosing and dispatch included, was "
+                 f"within 15% of the best's in {auto_ok} of {counted} ({auto_ok / counted:.0%}). Two strategies "
                  "running the same code differ by noise alone, so a choice between them can miss either way.")]
 
 

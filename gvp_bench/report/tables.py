@@ -8,7 +8,7 @@ would be, and :func:`failures` lists each with its reason.
 import pandas as pd
 
 from .. import stats, units
-from ..measurements import AUTO, is_jax, rankable, samples
+from ..measurements import AUTO, compiling, is_jax, rankable, samples
 
 OP_ORDER = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 WORKLOAD = ["op", "model", "size", "k", "device", "dtype"]
@@ -77,8 +77,8 @@ def status_counts(cells):
 def _winner(group):
     ok = rankable(group[group.status == "ok"]).sort_values("median_s")
     failed = sorted(group.strategy[group.status != "ok"])
-    row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", auto="", auto_choice="",
-               choice_margin="", jax="", not_ok=", ".join(failed))
+    row = dict(winner="none ran", time="", memory="", runner_up="", margin="", noise="", eager_winner="", auto="",
+               auto_choice="", choice_margin="", jax="", not_ok=", ".join(failed))
     if len(ok):
         best = ok.iloc[0]
         row.update(winner=best.strategy, time=units.seconds(best.median_s), memory=units.size_in_bytes(best.peak_bytes))
@@ -86,6 +86,9 @@ def _winner(group):
         second = ok.iloc[1]
         row.update(runner_up=second.strategy, margin=units.ratio(second.median_s / best.median_s),
                    noise="within noise" if stats.overlap(samples(best), samples(second)) else "")
+    eager = ok[~compiling(ok)]
+    if len(eager) and eager.strategy.iloc[0] != row["winner"]:
+        row["eager_winner"] = f"{eager.strategy.iloc[0]} ({units.ratio(eager.median_s.iloc[0] / best.median_s)})"
     auto = _auto_against(group, ok)
     if auto is not None:
         choice, auto_ratio, choice_ratio = auto
@@ -97,13 +100,20 @@ def _winner(group):
 
 
 def _auto_against(group, ok):
-    """(what auto chose, auto's time over the winner's, the chosen strategy's own time over the
-    winner's: NaN when it has no cell of its own) for one workload; None where auto or no other ran.
+    """(what auto chose, auto's time over the best's, the chosen strategy's own time over the best's:
+    NaN when it has no cell of its own) for one workload, where the best is the fastest strategy
+    auto chooses from by default: not one that compiles on its first call (seconds; auto considers
+    those only when configured to), unless auto chose one; None where auto or no other ran.
     ``ok`` is the workload's ok rankable rows, fastest first."""
     auto = group[(group.strategy == AUTO) & (group.status == "ok")]
-    if not len(ok) or not len(auto):
+    if not len(auto):
         return None
-    auto, best = auto.iloc[0], ok.median_s.iloc[0]
+    auto = auto.iloc[0]
+    if not (ok.strategy == auto.choice).any() or not compiling(ok[ok.strategy == auto.choice]).iloc[0]:
+        ok = ok[~compiling(ok)]
+    if not len(ok):
+        return None
+    best = ok.median_s.iloc[0]
     chosen = ok.median_s[ok.strategy == auto.choice]
     return ("" if pd.isna(auto.choice) else auto.choice, auto.median_s / best,
             chosen.iloc[0] / best if len(chosen) else float("nan"))
@@ -112,7 +122,8 @@ def _auto_against(group, ok):
 def auto_scores(cells, choice_within=1.10, auto_within=1.15):
     """Over the workloads where auto and another strategy ran: how many times auto's choice (the
     strategy it handed the calls to, as measured in its own cells) was within ``choice_within`` of
-    the winner, and auto's own time within ``auto_within``; None where auto did not run."""
+    the best it could choose (see :func:`_auto_against`), and auto's own time within
+    ``auto_within``; None where auto did not run."""
     scored = [_auto_against(group, rankable(group[group.status == "ok"]).sort_values("median_s"))
               for _, group in cells.groupby(WORKLOAD, dropna=False, sort=False)]
     scored = [ratios for ratios in scored if ratios is not None]
@@ -124,8 +135,9 @@ def auto_scores(cells, choice_within=1.10, auto_within=1.15):
 
 def winners(cells):
     """The fastest strategy per workload, its margin over the runner-up, and whether the two are
-    within noise; ``auto`` and the fastest JAX row as a ratio to the winner; the strategies that
-    did not run."""
+    within noise; where the winner compiles on its first call, the fastest that does not (with its
+    time over the winner's); ``auto`` as a ratio to the best it could choose (see :func:`_auto_against`);
+    the fastest JAX row as a ratio to the winner; the strategies that did not run."""
     rows = []
     for key, group in cells.groupby(WORKLOAD, dropna=False, sort=False):
         rows.append(dict(zip(WORKLOAD, key), **_winner(group)))
@@ -137,8 +149,9 @@ def winners(cells):
     table = table.sort_values(["op", "model", "size", "device", "dtype", "k"],
                               key=lambda c: c.map(ops.index) if c.name == "op" else c, kind="stable")
     return table.rename(columns={"runner_up": "runner-up", "margin": "runner-up / winner",
-                                 "auto": "auto / winner", "auto_choice": "auto chose",
-                                 "choice_margin": "choice / winner", "jax": "JAX / winner", "not_ok": "did not run"}
+                                 "eager_winner": "fastest not compiling", "auto": "auto / best",
+                                 "auto_choice": "auto chose", "choice_margin": "choice / best",
+                                 "jax": "JAX / winner", "not_ok": "did not run"}
                         ).reset_index(drop=True)
 
 
