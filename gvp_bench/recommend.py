@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import stats, units
-from .measurements import AUTO, is_jax, rankable, samples, workload
+from .measurements import AUTO, compiling, is_jax, rankable, samples, workload
 from .zoo import SIZES
 
 FIELDS = ("size", "device", "dtype", "k")  # what may differ from the request
@@ -156,7 +156,27 @@ def render(recommendation):
         second = ranked.iloc[1]
         lines.append(f"The runner-up, {second.strategy}, is {units.ratio(second.median_s / best.median_s)} slower, "
                      "beyond noise.")
+    lines += _compiling_note(ranked)
     for row in recommendation.jax.itertuples():
         lines.append(f"JAX side by side (not a PyTorch strategy): {row.strategy} takes {units.seconds(row.median_s)}, "
                      f"{units.ratio(row.median_s / best.median_s)} the time of {best.strategy}.")
     return "\n".join(lines)
+
+
+def _compiling_note(ranked):
+    """Where the best compiles on its first call: what that call cost, and after how many calls it pays
+    for itself against the fastest strategy that does not compile."""
+    best, eager = ranked.iloc[0], ranked[~compiling(ranked)]
+    if not compiling(ranked.iloc[:1]).iloc[0] or not len(eager):
+        return []
+    other = eager.iloc[0]
+    first = best.get("first_call_s")
+    if pd.isna(first):
+        return [f"{best.strategy} compiles on its first call per workload (seconds; this file did not time it); "
+                f"{other.strategy}, the fastest that does not, takes {units.seconds(other.median_s)} per call."]
+    other_first = other.get("first_call_s")
+    extra = first - (0.0 if pd.isna(other_first) else other_first)  # what compiling added to the first call
+    calls = max(math.ceil(extra / (other.median_s - best.median_s)), 1)
+    return [f"{best.strategy}'s first call per workload took {units.seconds(first)} (compiling): against "
+            f"{other.strategy}, the fastest that does not compile ({units.seconds(other.median_s)} per call), it "
+            f"pays for it after about {calls:,} calls in one process."]

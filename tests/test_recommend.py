@@ -71,3 +71,15 @@ def test_nearest_k(results):
 def test_unmeasured_model_is_an_error_naming_what_was_measured(results):
     with pytest.raises(SystemExit, match="no measurement of jvp on resnet; .*models measured for jvp: mlp"):
         cli.main(["recommend", "--op", "jvp", "--model", "resnet", "--results", str(results)])
+
+
+def test_a_compiling_winner_comes_with_its_first_call_and_when_it_pays_off(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = [dict(row, first_call_s=first) for row, first in
+            zip(_workload(rng, {"compiled": 1e-3, "forward_dual": 2e-3}, noise=0.0), (2.001, 0.001))]
+    assert cli.main(["recommend", "--op", "jvp", "--model", "mlp",
+                     "--results", str(synthetic.write(tmp_path / "run.jsonl", rows))]) == 0
+    out = capsys.readouterr().out
+    assert "Use compiled:" in out
+    assert ("compiled's first call per workload took 2 s (compiling): against forward_dual, the fastest that does "
+            "not compile (2 ms per call), it pays for it after about 2,000 calls in one process.") in out
