@@ -4,7 +4,10 @@ How: record func() with autograd and take g(u) = uᵀJ for a dummy cotangent u t
 grad (create_graph=True), so g is linear in u; then J v = d<g(u), v>/du, a second backward
 pass through the first. Batches go through ``autograd.grad(is_grads_batched=True)``, which
 vmaps the backward pass over the batch; vᵀJ is one backward pass and the Jacobian is a
-batch of VJPs with the rows of the identity.
+batch of VJPs with the rows of the identity. Batches and Jacobians run in chunks of rows that
+fit a memory budget (``chunk_size="auto"``, the default; see gvp_bench.chunking), or
+``chunk_size`` rows at a time, over one recorded forward pass (and, for J v, one first
+backward pass).
 
 When it wins: for vᵀJ (one backward pass, the least there is), and for J v where no
 forward-mode formula exists, since it needs reverse-mode formulas only (twice differentiable
@@ -14,12 +17,16 @@ first, 4-5x forward_dual on a small CNN on an H100.
 
 import torch
 
+from gvp_bench.chunking import Chunked, in_chunks
 from gvp_bench.contract import Strategy
 from gvp_bench.reverse import forward_with_graph, grad_or_zeros, identity_cotangents, reverse_vjp
 from gvp_bench.validation import check_batch_cotangents
 
 
-def _jvp_by_double_backward(output, live, tangents, create_graph, batched):
+def _jvps_by_double_backward(output, live, tangents, create_graph, rows_per_chunk=None):
+    """J v for one tangent per param (``rows_per_chunk`` None), or for a batch of them, the batch's rows
+    ``rows_per_chunk`` at a time: the first backward pass, g(u) = uᵀJ, once; the second per chunk."""
+    batched = rows_per_chunk is not None
     batch = tangents[0].shape[:1] if batched else ()
     zeros = torch.zeros(tuple(batch) + tuple(output.shape), dtype=output.dtype, device=output.device)
     if not output.requires_grad:
@@ -30,29 +37,47 @@ def _jvp_by_double_backward(output, live, tangents, create_graph, batched):
     if not used:
         return zeros
     grads, tangents = zip(*used)
-    (jv,) = torch.autograd.grad(grads, dummy, tangents, create_graph=create_graph, allow_unused=True,
-                                is_grads_batched=batched)
-    return zeros if jv is None else jv
+
+    def second_backward(chosen):
+        (jv,) = torch.autograd.grad(grads, dummy, chosen, create_graph=create_graph, retain_graph=True,
+                                    allow_unused=True, is_grads_batched=batched)
+        if jv is None:
+            return zeros[:chosen[0].shape[0]] if batched else zeros
+        return jv
+
+    if not batched:
+        return second_backward(tangents)
+    return in_chunks(lambda start, stop: second_backward([t[start:stop] for t in tangents]), batch[0], rows_per_chunk)
 
 
-class DoubleBackward(Strategy):
+class DoubleBackward(Chunked, Strategy):
     name = "double_backward"
 
     def _jvp(self, func, params, tangents, create_graph):
         output, live = forward_with_graph(func, params)
-        return _jvp_by_double_backward(output, live, tangents, create_graph, batched=False)
+        return _jvps_by_double_backward(output, live, tangents, create_graph)
 
     def _batch_jvp(self, func, params, tangents, create_graph):
         output, live = forward_with_graph(func, params)
-        return _jvp_by_double_backward(output, live, tangents, create_graph, batched=True)
+        rows = tangents[0].shape[0]
+        chunk = self._rows_per_chunk(func, params, rows, "outputs")
+        return _jvps_by_double_backward(output, live, tangents, create_graph, rows_per_chunk=chunk)
 
     def _vjp(self, func, params, v, create_graph):
         return reverse_vjp(func, params, v, create_graph)
 
     def _batch_vjp(self, func, params, vs, create_graph):
         output, live = forward_with_graph(func, params)
-        return grad_or_zeros(output, live, check_batch_cotangents(vs, output), create_graph, is_grads_batched=True)
+        us = check_batch_cotangents(vs, output)
+        chunk = self._rows_per_chunk(func, params, us.shape[0], "parameters")
+        return in_chunks(lambda start, stop: grad_or_zeros(output, live, us[start:stop], create_graph,
+                                                           retain_graph=True, is_grads_batched=True),
+                         us.shape[0], chunk)
 
     def _full_jacobian(self, func, params, create_graph):
         output, live = forward_with_graph(func, params)
-        return grad_or_zeros(output, live, identity_cotangents(output), create_graph, is_grads_batched=True)
+        rows = output.numel()
+        chunk = self._rows_per_chunk(func, params, rows, "parameters")
+        return in_chunks(lambda start, stop: grad_or_zeros(output, live, identity_cotangents(output, start, stop),
+                                                           create_graph, retain_graph=True, is_grads_batched=True),
+                         rows, chunk)

@@ -320,11 +320,12 @@ def test_candidates_leave_out_the_hopeless_and_the_too_big():
     assert kept == ["forward_dual", "my_strategy"]
     assert "100000 products against 10" in left_out["func_vmap"]
     wide = Workload("full_jacobian", CPU, torch.float32, parameters=100_000, outputs=1000, batch=1)
-    kept, left_out = candidates.select(["double_backward", "func_vmap", "forward_dual", "jacrev_chunked"], wide,
-                                       budget=1e6)
-    # double_backward's identity needs 4 MB; func_vmap's comes in chunks of its budget; forward_dual 100000 passes
-    assert kept == ["func_vmap", "jacrev_chunked"]
-    assert "over the memory budget" in left_out["double_backward"] and "100000 products" in left_out["forward_dual"]
+    kept, left_out = candidates.select(["autograd_functional", "double_backward", "func_vmap", "forward_dual",
+                                        "jacrev_chunked"], wide, budget=1e6)
+    # autograd_functional's identity needs 4 MB; double_backward's and func_vmap's come in chunks of their budget;
+    # forward_dual 100000 passes
+    assert kept == ["double_backward", "func_vmap", "jacrev_chunked"]
+    assert "over the memory budget" in left_out["autograd_functional"] and "100000 products" in left_out["forward_dual"]
     one = Workload("jvp", CPU, torch.float64, parameters=1000, outputs=1000, batch=1)
     assert candidates.extra_memory("jacrev_chunked", one) == 8 * 1000 * 1000
     assert candidates.budget_bytes(0.5, CPU) > 0 and candidates.budget_bytes(123, CPU) == 123

@@ -10,7 +10,7 @@ import gvp_bench
 from gvp_bench.bench import measure, runner, workloads
 from gvp_bench.chunking import MemoryBudgetWarning
 
-CHUNKED = ("func_vmap", "jacrev_chunked", "linearize")
+CHUNKED = ("func_vmap", "jacrev_chunked", "linearize", "double_backward")
 BUDGET = 1_000_000  # bytes: far below every unchunked product below, above a few rows of each
 ROWS = 64
 

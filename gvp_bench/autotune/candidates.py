@@ -13,21 +13,23 @@ candidates; auto leaves them out.)
 
 Memory: what a strategy holds beyond its inputs and its result, estimated from the sizes:
 ``jacrev_chunked`` materialises J (M x P elements) for every product but the Jacobian itself;
-the Jacobians of ``double_backward`` and ``autograd_functional`` build the M x M identity as
-cotangents (``func_vmap`` builds it in chunks within its own memory budget, gvp_bench.chunking).
+the Jacobians of ``autograd_functional``, ``compiled`` and ``cuda_graphs`` build the M x M
+identity as cotangents (``func_vmap`` and ``double_backward`` build it in chunks within their own
+memory budget, gvp_bench.chunking).
 A candidate whose estimate exceeds the budget is left out; on CUDA, calibration also measures
 each candidate's peak (see calibration.py).
 """
 
 import math
 import os
+import time
 
 import torch
 
 WORK_RATIO = 32
 _VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional", "compiled", "cuda_graphs")
 # the whole M x M identity at once (compiled and cuda_graphs: func_vmap's Jacobian, unchunked)
-_IDENTITY_JACOBIANS = ("double_backward", "autograd_functional", "compiled", "cuda_graphs")
+_IDENTITY_JACOBIANS = ("autograd_functional", "compiled", "cuda_graphs")
 
 
 def _work(name, workload):
@@ -52,8 +54,22 @@ def extra_memory(name, workload):
     return elements * workload.itemsize
 
 
-def free_memory(device):
-    """Bytes free on the device (for the CPU: MemAvailable), or None where it cannot be told."""
+_recent_free = {}  # device -> (time.monotonic() of the reading, bytes free)
+
+
+def free_memory(device, max_age_s=0.0):
+    """Bytes free on the device (for the CPU: MemAvailable), or None where it cannot be told; a reading
+    at most ``max_age_s`` old may be reused (reading MemAvailable costs 10-17 µs)."""
+    now = time.monotonic()
+    recent = _recent_free.get(device)
+    if recent is not None and now - recent[0] <= max_age_s:
+        return recent[1]
+    free = _read_free_memory(device)
+    _recent_free[device] = (now, free)
+    return free
+
+
+def _read_free_memory(device):
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
@@ -69,11 +85,12 @@ def free_memory(device):
         return None
 
 
-def budget_bytes(memory_budget, device):
-    """The budget in bytes: an int setting as it is, a fraction of what is free (inf if unknown)."""
+def budget_bytes(memory_budget, device, max_age_s=0.0):
+    """The budget in bytes: an int setting as it is, a fraction of what is free (inf if unknown), read
+    at most ``max_age_s`` ago."""
     if isinstance(memory_budget, int):
         return memory_budget
-    free = free_memory(device)
+    free = free_memory(device, max_age_s)
     return math.inf if free is None else memory_budget * free
 
 
