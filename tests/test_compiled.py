@@ -11,6 +11,7 @@ from torch._dynamo.utils import counters
 
 import gvp_bench
 from gvp_bench import zoo
+from gvp_bench.autotune.config import AutoSettings
 from gvp_bench.conformance.cases import CubeBackwardOnly
 from gvp_bench.contract import model_closure
 from implementations.auto import Auto
@@ -79,9 +80,11 @@ def test_bad_input_raises_what_every_strategy_raises():
         gvp_bench.get_strategy("compiled").vjp(lambda: w.sin(), [w], torch.ones(4))
 
 
-def test_auto_never_times_strategies_whose_first_call_compiles():
-    candidates = Auto()._candidates(("forward_dual",))
-    assert "compiled" not in candidates and "cuda_graphs" not in candidates and "func_vmap" in candidates
+def test_auto_times_strategies_whose_first_call_compiles_only_when_configured_to():
+    default = Auto()._candidates(("forward_dual",), AutoSettings("measured", (), 0.5))
+    assert "compiled" not in default and "cuda_graphs" not in default and "func_vmap" in default
+    configured = Auto()._candidates(("forward_dual",), AutoSettings("measured", (), 0.5, compile=True))
+    assert "compiled" in configured and "cuda_graphs" in configured
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU refusal; CUDA is checked below")

@@ -162,7 +162,7 @@ def test_the_report_shows_jax_rows_as_their_own_and_never_as_the_winner(jax_fast
     markdown = (out / "index.md").read_text()
     winners = markdown.split("## Winners")[1].split("##")[0]
     assert "| forward_dual" in winners and "0.1x (jax.jit)" in winners and "0.1x (jax.jacrev)" in winners
-    assert "auto's own time, its choosing and dispatch included, was within 15% of the winner's in 2 of 2" in winners
+    assert "auto's own time, its choosing and dispatch included, was within 15% of the best's in 2 of 2" in winners
     side = markdown.split("## JAX side by side")[1].split("##")[0]
     assert "| jax.jit " in side and "| jax.jacrev " in side and "| 10x " in side and "200 ms" in side
     counts = markdown.split("## Cells per strategy and status")[1].split("##")[0]
