@@ -14,13 +14,13 @@ the mask would differ from func's own (checked on linearize's first evaluation o
 
 When it wins: in principle, many products at one point, once the tracing is paid for; in eager
 PyTorch, never measured so far. The tracing (make_fx) costs 50-70 ms per call on the 2-core CPU
-whatever the batch, and each product through the linear function is cheap (the tiny cnn: 63 ms at
-k = 1, 71 ms at k = 256), but vmap(jvp) also computes the forward pass once for the whole batch:
-func_vmap took 0.9-1.1 ms (tiny mlp) and 2.0-2.9 ms (tiny cnn) for k = 1 to 256 in the same run
-(``gvp-bench run --suite batch --ops batch_jvp``, --threads 1, a loaded machine), so linearize
-lost at every k, by 20-55x. It also holds the forward pass's intermediates as constants for the
-call. Batches go through vmap of the linear function, which also chunks: against a loop of it,
-vmap was 50 against 74 ms (tiny mlp, k = 8) and 84 against 92 ms (tiny cnn, k = 32), but 68
+whatever the batch, and each product through the linear function is cheap (the tiny cnn: 69.5 ms
+at k = 1, 72.6 ms at k = 256), but vmap(jvp) also computes the forward pass once for the whole batch:
+func_vmap took 0.5-0.8 ms (tiny mlp) and 1.4-2.1 ms (tiny cnn) for k = 1 to 256 in the same run
+(``gvp-bench run --suite batch``, --threads 1, quiet: results/cpu-2core-batch.jsonl), where
+linearize took 54-60 ms and 70-73 ms, so it lost at every k, by 35-105x. It also holds the
+forward pass's intermediates as constants for the call. Batches go through vmap of the linear
+function, which also chunks: against a loop of it, vmap was 50 against 74 ms (tiny mlp, k = 8) and 84 against 92 ms (tiny cnn, k = 32), but 68
 against 56 ms for the mlp at k = 32 (one run each under load: within the noise of the tracing).
 """
 
