@@ -1,8 +1,9 @@
 """Memory-budgeted chunking: how many rows of a batched product or a Jacobian to compute at once.
 
-Strategies that batch rows with vmap (func_vmap, linearize, forward_dual's Jacobian columns,
-jacrev_chunked's rows of J) hold every row's intermediates at once: 16 products of a small CNN
-took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They take the :class:`Chunked` options:
+Strategies that batch rows (func_vmap and linearize with vmap, double_backward with
+``is_grads_batched``, jacrev_chunked's rows of J) hold every row's intermediates at once: 16
+products of a small CNN took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They take the
+:class:`Chunked` options:
 
 - ``chunk_size``: rows at once; an int, ``None`` (all rows at once) or ``"auto"`` (the default):
   as many as fit the memory budget;
@@ -52,7 +53,6 @@ ROW_FORWARD_PASSES = 2
 # MemAvailable took 10-17 µs of the 26 µs "auto" added to a call on the 2-core CPU).
 FREE_MEMORY_MAX_AGE_S = 0.1
 MAX_REMEMBERED = MAX_CHOICES  # workloads whose forward size is remembered; the oldest is forgotten first
-RESULT_ROWS = ("outputs", "parameters")  # what one row of a product's result holds: M or P elements
 
 
 class MemoryBudgetWarning(UserWarning):

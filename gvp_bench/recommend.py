@@ -166,8 +166,9 @@ def render(recommendation):
 def _compiling_note(ranked):
     """Where the best compiles on its first call: what that call cost, and after how many calls it pays
     for itself against the fastest strategy that does not compile."""
-    best, eager = ranked.iloc[0], ranked[~compiling(ranked)]
-    if not compiling(ranked.iloc[:1]).iloc[0] or not len(eager):
+    compiles = compiling(ranked)
+    best, eager = ranked.iloc[0], ranked[~compiles]
+    if not compiles.iloc[0] or not len(eager):
         return []
     other = eager.iloc[0]
     first = best.get("first_call_s")

@@ -2,10 +2,10 @@
 
 A cell is measured in this order, all under its time limit: set-up (:func:`~.workloads.prepare`),
 one warm-up call (timed alone as ``first_call_s``: compilation, calibration and one-time set-up
-are kept out of the median; it also tells which workarounds the strategy needed), the timed calls, one call for
-peak memory (torch's allocations: not for JAX side-by-side cells), and the timed plain forward
-pass of the same workload (JAX's own for a JAX cell), right after the product so that both see
-the machine in the same state. A cell's status:
+are kept out of the median; it also tells which workarounds the strategy needed), the timed
+calls, one call for peak memory (torch's allocations: not for JAX side-by-side cells), and the
+timed plain forward pass of the same workload (JAX's own for a JAX cell), right after the product
+so that both see the machine in the same state. A cell's status:
 
 - ``ok``: measured; ``forward_ratio`` = median / forward median.
 - ``unsupported``: the strategy raised :class:`gvp_bench.UnsupportedError`.

@@ -108,9 +108,9 @@ def _auto_against(group, ok):
     auto = group[(group.strategy == AUTO) & (group.status == "ok")]
     if not len(auto):
         return None
-    auto = auto.iloc[0]
-    if not (ok.strategy == auto.choice).any() or not compiling(ok[ok.strategy == auto.choice]).iloc[0]:
-        ok = ok[~compiling(ok)]
+    auto, compiles = auto.iloc[0], compiling(ok)
+    if not (compiles & (ok.strategy == auto.choice)).any():
+        ok = ok[~compiles]
     if not len(ok):
         return None
     best = ok.median_s.iloc[0]
