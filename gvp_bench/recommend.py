@@ -178,6 +178,7 @@ def _compiling_note(ranked):
     other_first = other.get("first_call_s")
     extra = first - (0.0 if pd.isna(other_first) else other_first)  # what compiling added to the first call
     calls = max(math.ceil(extra / (other.median_s - best.median_s)), 1)
-    return [f"{best.strategy}'s first call per workload took {units.seconds(first)} (compiling): against "
+    return [f"{best.strategy}'s first call in that run took {units.seconds(first)} (where it compiles, unless an "
+            f"earlier cell had compiled the same graph): against "
             f"{other.strategy}, the fastest that does not compile ({units.seconds(other.median_s)} per call), it "
             f"pays for it after about {calls:,} calls in one process."]
