@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from .autotune.signature import signature
+from .blind_spots import nested_call, params_left_untouched
 from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
@@ -135,19 +136,20 @@ class Strategy(abc.ABC):
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
         needed = list(remembered.get(key, ()))
-        while True:
-            try:
-                with contextlib.ExitStack() as scope:
-                    for workaround in needed:
-                        scope.enter_context(workaround.context())
-                    with translate_missing_rules(self.name):
-                        result = getattr(self, f"_{product}")(func, params, *args)
-                break
-            except UnsupportedError as error:
-                workaround = workaround_for(error.operator)
-                if workaround is None or workaround in needed:
-                    raise
-                needed.append(workaround)
+        with nested_call(self.name, product, params), params_left_untouched(params):
+            while True:
+                try:
+                    with contextlib.ExitStack() as scope:
+                        for workaround in needed:
+                            scope.enter_context(workaround.context())
+                        with translate_missing_rules(self.name):
+                            result = getattr(self, f"_{product}")(func, params, *args)
+                    break
+                except UnsupportedError as error:
+                    workaround = workaround_for(error.operator)
+                    if workaround is None or workaround in needed:
+                        raise
+                    needed.append(workaround)
         if needed:
             remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
         self.last_workarounds = tuple(w.name for w in needed)
