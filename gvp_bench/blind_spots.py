@@ -12,7 +12,7 @@ this module detects it, cheaply, on every call:
   param (``S = W + W.T`` computed outside func) is invisible to a substitution, so the functional
   strategy raises :class:`UnsupportedError` naming it (the autograd-based ones follow the graph).
   It also makes an embedding's padding rows constants in forward mode, as torch's backward rule
-  makes them in reverse mode (see :func:`padding_rows_constant`).
+  makes them in reverse mode, and its gradients dense (see :func:`run_operator`).
 - :func:`params_left_untouched`: func must not modify a param in place (``nn.Embedding(max_norm=...)``
   renormalises its weight): the params' version counters are compared around every product.
 - :func:`check_distinct_storage`: two params that are views of one tensor (``[W, W[0]]``) have
@@ -61,12 +61,14 @@ def check_distinct_storage(params):
 def params_left_untouched(params):
     """Raise ValueError after the block if it modified a param in place (its version counter moved)."""
     versions = [p._version for p in params]
-    yield
-    for index, (param, version) in enumerate(zip(params, versions)):
-        if param._version != version:
-            raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises its "
-                             f"weight so, as does any in-place update of a param inside func); params must be left "
-                             f"untouched: do the update outside func")
+    try:
+        yield
+    finally:  # also when the block failed: the in-place update is then the likely cause, and the one named
+        for index, (param, version) in enumerate(zip(params, versions)):
+            if param._version != version:
+                raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises "
+                                 f"its weight so, as does any in-place update of a param inside func); params must be "
+                                 f"left untouched: do the update outside func")
 
 
 def _reaches(grad_fn, targets):
@@ -116,14 +118,18 @@ class CallWatch:
                 f"cannot follow that graph: compute the tensor inside func (or detach it to make it a constant)")
 
 
-def padding_rows_constant(function, args, kwargs, output):
-    """F.embedding's output with its padding rows cut from forward mode, as reverse mode cuts them.
+def run_operator(function, args, kwargs):
+    """``function(*args, **kwargs)``, with F.embedding differentiated as reverse mode does in every mode.
 
     torch's backward rule for ``embedding(padding_idx=p)`` gives the padding row no gradient, while its
     forward-AD rule carries the tangent through it; J v and vᵀJ would then not be adjoint. Replacing the
-    padding positions by their detached values changes no value and no reverse-mode derivative."""
+    padding positions by their detached values changes no value and no reverse-mode derivative.
+    ``sparse=True`` (sparse gradients, which the products' dense results and torch.func cannot hold) is
+    computed with dense gradients: the same values."""
     if function is not F.embedding:
-        return output
+        return function(*args, **kwargs)
+    kwargs = dict(kwargs, sparse=False)
+    output = function(*args, **kwargs)
     padding_idx = kwargs.get("padding_idx", args[2] if len(args) > 2 else None)
     if padding_idx is None:
         return output

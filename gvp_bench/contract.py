@@ -82,10 +82,11 @@ def one_random_state(model):
 
 
 def _finish(results, create_graph):
-    """A strategy's results as documented: a tensor, or a list of tensors (strategies may return any
-    sequence), detached unless create_graph."""
+    """A strategy's results as documented: a tensor, or a list of dense tensors (strategies may return any
+    sequence; autograd gives nn.Embedding(sparse=True) sparse gradients), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
         return results if create_graph else results.detach()
+    results = [r.to_dense() if r.is_sparse else r for r in results]
     return [r if create_graph else r.detach() for r in results]
 
 

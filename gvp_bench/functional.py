@@ -21,7 +21,7 @@ from torch.autograd.function import Function
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
-from .blind_spots import CallWatch, padding_rows_constant
+from .blind_spots import CallWatch, run_operator
 from .validation import check_output
 
 
@@ -62,7 +62,7 @@ class _Substitution(TorchFunctionMode):
         else:
             args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs))
         if torch.compiler.is_compiling():
-            return padding_rows_constant(func, args, kwargs, func(*args, **kwargs))
+            return run_operator(func, args, kwargs)
         return self._watched(func, args, kwargs)
 
     def _watched(self, func, args, kwargs):
@@ -74,7 +74,7 @@ class _Substitution(TorchFunctionMode):
         for a in kwargs.values():
             if isinstance(a, torch.Tensor):
                 watch.check_input(a)
-        output = padding_rows_constant(func, args, kwargs, func(*args, **kwargs))
+        output = run_operator(func, args, kwargs)
         watch.made(output)
         return output
 

@@ -27,8 +27,11 @@ class Outcome:
 
 
 def run_cell(strategy_name, case, function, dtype, device):
-    """Check one cell; the outcome says pass, fail (with what differed) or unsupported (with why)."""
+    """Check one cell; the outcome says pass, fail (with what differed), unsupported (with why) or refused (a
+    case every strategy must refuse, refused with the expected error)."""
     try:
+        if case.refused is not None:
+            return _check_refused(get_strategy(strategy_name), case, function, dtype, device)
         _check_cell(get_strategy(strategy_name), case, function, dtype, device)
     except UnsupportedError as error:
         return Outcome("unsupported", error.reason)
@@ -213,3 +216,25 @@ def _check_cell(strategy, case, function, dtype, device):
         cell.check_second_order(function)
     for name, buffer in _buffers(cell.problem).items():
         assert torch.equal(buffer, before[name]), f"{function} changed the model's buffer {name!r}"
+
+
+def _check_refused(strategy, case, function, dtype, device):
+    """A case every strategy must refuse: the function raises the case's error type with its words."""
+    error_type, words = case.refused
+    problem = case.problem(dtype, device)
+    params = problem.params
+    tangents = [torch.zeros_like(p) for p in params]
+    with torch.no_grad():
+        cotangent = torch.zeros_like(problem.func())
+    arguments = {
+        "jvp": (problem.func, params, tangents), "vjp": (problem.func, params, cotangent),
+        "batch_jvp": (problem.func, params, [t.unsqueeze(0) for t in tangents]),
+        "batch_vjp": (problem.func, params, cotangent.unsqueeze(0)), "full_jacobian": (problem.func, params),
+        "model_jvp": (problem.model, problem.x, tangents), "model_vjp": (problem.model, problem.x, cotangent),
+    }
+    try:
+        getattr(strategy, function)(*arguments[function])
+    except error_type as error:
+        assert words in str(error), f"{function} raised {error_type.__name__} without {words!r}: {error}"
+        return Outcome("refused", f"{error_type.__name__}: {error}")
+    raise AssertionError(f"{function} did not raise {error_type.__name__} ({words})")

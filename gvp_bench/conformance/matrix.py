@@ -38,7 +38,8 @@ def support_matrix(cell_list, progress=None):
 
 def pivot(frame):
     """Rows (device, dtype, case, function), a column per strategy, each cell pass / FAIL / unsupported."""
-    marks = frame.assign(mark=frame.status.map({"pass": "pass", "fail": "FAIL", "unsupported": "unsupported"}))
+    marks = frame.assign(mark=frame.status.map({"pass": "pass", "fail": "FAIL", "unsupported": "unsupported",
+                                                     "refused": "refused"}))
     table = marks.pivot_table(index=["device", "dtype", "case", "function"], columns="strategy", values="mark",
                               aggfunc="first", sort=False)
     table.columns.name = None
