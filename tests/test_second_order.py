@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import gvp_bench
+from gvp_bench.conformance import CASES, run_cell
+from gvp_bench.conformance.cases import HVP_FUNCTIONS
 
 STRATEGIES = gvp_bench.strategies()
 
@@ -102,3 +104,15 @@ def test_every_pair_composes_to_the_hvp_or_raises_unsupported(kind):
     # the outers that follow autograd's graph compose with every inner that offers create_graph=True
     for outer in ("double_backward", "reference_loop", "auto"):
         assert (outer, "double_backward") in answered and (outer, "func_vmap") in answered, answered
+
+
+HVP_CELLS = [pytest.param(strategy, case, function, id=f"{strategy}-{case.name}-{function}")
+             for case in CASES if "scalar" in case.tags for function in HVP_FUNCTIONS
+             for strategy in gvp_bench.hvp_strategies()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("strategy,case,function", HVP_CELLS)
+def test_hvp_conformance_cell(strategy, case, function, dtype):
+    outcome = run_cell(strategy, case, function, dtype, "cpu")
+    assert outcome.status == "pass", outcome.detail

@@ -18,6 +18,7 @@ from ..contract import model_closure
 
 FUNC_FUNCTIONS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 MODEL_FUNCTIONS = ("model_jvp", "model_vjp")
+HVP_FUNCTIONS = ("hvp", "batch_hvp")  # by the Hessian-vector product strategies, on the cases tagged "scalar"
 
 
 @dataclass
@@ -147,6 +148,14 @@ def _exp_reducer(generator):
     return ClosureRecipe(make, [torch.rand(4, 4, generator=generator, dtype=torch.float64)])
 
 
+def _scalar_objective(generator):
+    x = _randn(generator, 3)
+    def make(w, b):
+        x_ = x.to(w)
+        return lambda: (torch.sin(w @ x_ + b) ** 2).sum() * b.prod() + (w ** 3).sum()
+    return ClosureRecipe(make, [_randn(generator, 2, 3), _randn(generator, 2)])
+
+
 def _second_order(generator):
     x = _randn(generator, 3)
     def make(w, b):
@@ -234,7 +243,7 @@ def _documented_jacobian(x):
 CASES = [
     Case("documented_example", "the seed's example: [x0², 3x1²] at x = [1, 2]", _documented_example,
          second_order=True, analytic_jacobian=_documented_jacobian),
-    Case("scalar_output", "a 0-d output, one matrix param", _scalar_output),
+    Case("scalar_output", "a 0-d output, one matrix param", _scalar_output, tags=("scalar",)),
     Case("vector_output", "a vector output, params of different shapes (matrix and vector)", _vector_output),
     Case("matrix_output", "a matrix output, a 0-d param and a matrix param", _matrix_output),
     Case("unused_params", "three params, one not used at all, one used only through a sum", _unused_params),
@@ -424,6 +433,8 @@ def _composed_hessian(x):
 
 
 BLIND_SPOT_CASES = [
+    Case("scalar_objective", "a scalar nonlinear function of two params with coupled second derivatives",
+         _scalar_objective, tags=("scalar",)),
     Case("derived_outside_func", "func reads S = W + W.T computed outside func (autograd's graph to W)",
          _derived_outside(_SYMMETRIC_PART), analytic_jacobian=_jacobian_of(_derived_function(_SYMMETRIC_PART))),
     Case("derived_view_outside_func", "func reads W.t(), a view of the param taken outside func",

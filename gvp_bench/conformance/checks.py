@@ -13,6 +13,8 @@ import torch
 
 from ..errors import UnsupportedError
 from ..registry import get_strategy
+from ..second_order import batch_hvp, hvp
+from .cases import HVP_FUNCTIONS
 from .oracle import gradient_of_contraction, oracle
 
 TOLERANCES = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-6, atol=1e-8)}
@@ -32,6 +34,9 @@ def run_cell(strategy_name, case, function, dtype, device):
     try:
         if case.refused is not None:
             return _check_refused(get_strategy(strategy_name), case, function, dtype, device)
+        if function in HVP_FUNCTIONS:
+            _check_hvp(strategy_name, case, function, dtype, device)
+            return Outcome("pass")
         _check_cell(get_strategy(strategy_name), case, function, dtype, device)
     except UnsupportedError as error:
         return Outcome("unsupported", error.reason)
@@ -238,3 +243,26 @@ def _check_refused(strategy, case, function, dtype, device):
         assert words in str(error), f"{function} raised {error_type.__name__} without {words!r}: {error}"
         return Outcome("refused", f"{error_type.__name__}: {error}")
     raise AssertionError(f"{function} did not raise {error_type.__name__} ({words})")
+
+
+def _check_hvp(strategy_name, case, function, dtype, device):
+    """hvp / batch_hvp of a scalar case: each H v is the gradient of <v, ∇f> by finite differences of the
+    oracle's Jacobian (the gradient), with every form of v."""
+    cell = _Cell(None, case, dtype, device)
+    params = cell.problem.params
+    expected = torch.stack([gradient_of_contraction(case, torch.device(device).type, row.reshape(1, -1))
+                            for row in cell.vs])
+    if function == "hvp":
+        for form, v in _tangent_forms(cell.cast(cell.vs[0]), params).items():
+            result = _as_list(hvp(cell.problem.func, params, v, strategy=strategy_name), params, f"hvp with {form} v")
+            for index, (r, e, p) in enumerate(zip(result, _split(expected[0], params), params)):
+                what = f"hvp with {form} v, params[{index}]"
+                _check_result(what, r, p.shape, dtype, device, False)
+                _close(what, r, e, dtype, SECOND_ORDER_TOLERANCES)
+        return
+    for form, vs in _tangent_forms(cell.cast(cell.vs), params).items():
+        result = batch_hvp(cell.problem.func, params, vs, strategy=strategy_name)
+        for index, (r, e, p) in enumerate(zip(result, _split(expected, params), params)):
+            what = f"batch_hvp with {form} vs, params[{index}]"
+            _check_result(what, r, (BATCH,) + tuple(p.shape), dtype, device, False)
+            _close(what, r, e, dtype, SECOND_ORDER_TOLERANCES)

@@ -4,7 +4,8 @@ import pandas as pd
 import torch
 
 from ..registry import strategies
-from .cases import CASES
+from ..second_order import hvp_strategies
+from .cases import CASES, HVP_FUNCTIONS
 from .checks import run_cell
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -22,6 +23,10 @@ def cells(strategy_names=None, cases=None, dtypes=("float32", "float64"), device
                 for function in case.functions:
                     for strategy in strategy_names or strategies():
                         yield strategy, case, function, dtype, device
+                for function in HVP_FUNCTIONS if "scalar" in case.tags else ():
+                    for strategy in hvp_strategies():
+                        if strategy_names is None or strategy in strategy_names:
+                            yield strategy, case, function, dtype, device
 
 
 def support_matrix(cell_list, progress=None):
