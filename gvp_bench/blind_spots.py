@@ -13,13 +13,13 @@ this module detects it, cheaply, on every call:
   strategy raises :class:`UnsupportedError` naming it (the autograd-based ones follow the graph).
   It also makes an embedding's padding rows constants in forward mode, as torch's backward rule
   makes them in reverse mode, and its gradients dense (see :func:`run_operator`).
-- :func:`params_left_untouched`: func must not modify a param in place (``nn.Embedding(max_norm=...)``
-  renormalises its weight): the params' version counters are compared around every product.
+- :class:`product_scope` (around every product): func must not modify a param in place
+  (``nn.Embedding(max_norm=...)`` renormalises its weight): the params' version counters are compared.
 - :func:`check_distinct_storage`: two params that are views of one tensor (``[W, W[0]]``) have
   no single answer (a substitution treats them as independent, autograd as a view).
 - :func:`check_supported_dtype`: float32 and float64 only; float16 and bfloat16 are refused with a
   TypeError naming the dtype, the same from every strategy.
-- :func:`nested_call`: a product computed inside another strategy's func (a Hessian-vector
+- :class:`product_scope` also: a product computed inside another strategy's func (a Hessian-vector
   product by composition) is allowed only where the outer strategy differentiates through
   autograd's graph; elsewhere it raises UnsupportedError instead of returning silent zeros.
 """
@@ -55,20 +55,6 @@ def check_distinct_storage(params):
                              f"other, or both of one tensor); a product with respect to both has no single "
                              f"meaning: pass the tensor they view once")
         owners[id(base)] = index
-
-
-@contextlib.contextmanager
-def params_left_untouched(params):
-    """Raise ValueError after the block if it modified a param in place (its version counter moved)."""
-    versions = [p._version for p in params]
-    try:
-        yield
-    finally:  # also when the block failed: the in-place update is then the likely cause, and the one named
-        for index, (param, version) in enumerate(zip(params, versions)):
-            if param._version != version:
-                raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises "
-                                 f"its weight so, as does any in-place update of a param inside func); params must be "
-                                 f"left untouched: do the update outside func")
 
 
 def _reaches(grad_fn, targets):
@@ -180,21 +166,38 @@ def running_strategy():
     return stack[-1][0] if stack else None
 
 
-@contextlib.contextmanager
-def nested_call(strategy, product, params):
-    """The scope of one product; inside another strategy's product it must compose (see GRAPH_PRODUCTS):
-    the outer product follows autograd's graph, and on params that all require grad (the others it replaces)."""
-    stack = _running.__dict__.setdefault("stack", [])
-    if stack:
-        outer, outer_product, outer_on_graph = stack[-1]
-        if not (outer_on_graph and outer_product in GRAPH_PRODUCTS.get(outer, ())):
-            raise UnsupportedError(
-                strategy, f"called inside {outer!r}'s {outer_product} (a product of a product): {outer!r} "
-                f"substitutes the params and cannot see through {strategy!r}'s own differentiation; "
-                f"compose under an outer strategy that follows autograd's graph "
-                f"({', '.join(sorted(GRAPH_PRODUCTS))}) on params that require grad, or use gvp_bench.hvp")
-    stack.append((strategy, product, all(p.requires_grad for p in params)))
-    try:
-        yield
-    finally:
-        stack.pop()
+class product_scope:
+    """The scope of one product of ``strategy``, a context manager (a class: it runs on every call), that
+
+    - refuses a product computed inside another strategy's product unless they compose (see GRAPH_PRODUCTS):
+      the outer product follows autograd's graph, on params that all require grad (the others it replaces);
+    - raises ValueError on leaving if the block modified a param in place (its version counter moved), also
+      when the block failed: the in-place update is then the likely cause, and the one named."""
+
+    def __init__(self, strategy, product, params):
+        self._frame = (strategy, product, params)
+
+    def __enter__(self):
+        strategy, product, params = self._frame
+        stack = _running.__dict__.setdefault("stack", [])
+        if stack:
+            outer, outer_product, outer_params = stack[-1]
+            if not (outer_product in GRAPH_PRODUCTS.get(outer, ()) and all(p.requires_grad for p in outer_params)):
+                raise UnsupportedError(
+                    strategy, f"called inside {outer!r}'s {outer_product} (a product of a product): {outer!r} "
+                    f"substitutes the params and cannot see through {strategy!r}'s own differentiation; "
+                    f"compose under an outer strategy that follows autograd's graph "
+                    f"({', '.join(sorted(GRAPH_PRODUCTS))}) on params that require grad, or use gvp_bench.hvp")
+        self._versions = [p._version for p in params]
+        stack.append(self._frame)
+        self._stack = stack
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stack.pop()
+        for index, (param, version) in enumerate(zip(self._frame[2], self._versions)):
+            if param._version != version:
+                raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises "
+                                 f"its weight so, as does any in-place update of a param inside func); params must be "
+                                 f"left untouched: do the update outside func")
+        return False

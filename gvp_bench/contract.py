@@ -16,7 +16,7 @@ import warnings
 import torch
 
 from .autotune.signature import signature
-from .blind_spots import nested_call, params_left_untouched
+from .blind_spots import product_scope
 from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
@@ -137,7 +137,7 @@ class Strategy(abc.ABC):
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
         needed = list(remembered.get(key, ()))
-        with nested_call(self.name, product, params), params_left_untouched(params):
+        with product_scope(self.name, product, params):
             while True:
                 try:
                     with contextlib.ExitStack() as scope:

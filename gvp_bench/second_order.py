@@ -28,7 +28,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import grad, jvp, vmap
 
-from .blind_spots import nested_call, params_left_untouched
+from .blind_spots import product_scope
 from .errors import UnsupportedError, translate_missing_rules
 from .functional import as_function_of, call_with
 from .validation import check_batch_tangents, check_func, check_params, check_tangents
@@ -147,7 +147,7 @@ def _compute(name, batched, func, params, tangents):
         raise ValueError(f"unknown Hessian-vector product strategy {name!r}; valid names: "
                          f"{', '.join(hvp_strategies())}")
     product = _PRODUCTS[name][1 if batched else 0]
-    with nested_call(name, "hvp", params), params_left_untouched(params), translate_missing_rules(name):
+    with product_scope(name, "hvp", params), translate_missing_rules(name):
         return tuple(r.detach() for r in product(func, params, tangents))
 
 
