@@ -57,17 +57,20 @@ def check_distinct_storage(params):
         owners[id(base)] = index
 
 
-def _reaches(grad_fn, targets):
-    """Whether autograd's graph from grad_fn reaches the leaf of one of targets (by id), and which."""
+def _reaches(grad_fn, leaves, nodes):
+    """The index of the param autograd's graph from grad_fn reaches (a leaf param by id, a non-leaf one by its
+    grad_fn), or None."""
     seen, stack = set(), [grad_fn]
     while stack:
         node = stack.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
+        if node in nodes:
+            return nodes[node]
         variable = getattr(node, "variable", None)
-        if variable is not None and id(variable) in targets:
-            return targets[id(variable)]
+        if variable is not None and id(variable) in leaves:
+            return leaves[id(variable)]
         stack.extend(next_node for next_node, _ in node.next_functions)
     return None
 
@@ -78,6 +81,7 @@ class CallWatch:
 
     def __init__(self, params, replacements):
         self._params = {id(p): index for index, p in enumerate(params)}
+        self._param_nodes = {p.grad_fn: index for index, p in enumerate(params) if p.grad_fn is not None}
         self._made = {id(r) for r in replacements}  # the substitution's own tensors are the params' stand-ins
 
     def made(self, result):
@@ -96,7 +100,7 @@ class CallWatch:
         call cannot share an id with one made during it, so the ids of made tensors suffice."""
         if tensor.grad_fn is None or id(tensor) in self._made or id(tensor) in self._params:
             return
-        index = _reaches(tensor.grad_fn, self._params)
+        index = _reaches(tensor.grad_fn, self._params, self._param_nodes)
         if index is not None:
             raise UnsupportedError(
                 running_strategy(), f"func reads a tensor computed from params[{index}] outside func (it carries "
