@@ -21,8 +21,9 @@ def cells(strategy_names=None, cases=None, dtypes=("float32", "float64"), device
         for dtype in dtypes:
             for case in cases or CASES:
                 for function in case.functions:
-                    for strategy in strategy_names or strategies():
-                        yield strategy, case, function, dtype, device
+                    for strategy in strategies():
+                        if strategy_names is None or strategy in strategy_names:
+                            yield strategy, case, function, dtype, device
                 for function in HVP_FUNCTIONS if "scalar" in case.tags else ():
                     for strategy in hvp_strategies():
                         if strategy_names is None or strategy in strategy_names:
