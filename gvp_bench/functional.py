@@ -59,21 +59,16 @@ class _Substitution(TorchFunctionMode):
             swap = self._swap
             args = [swap(a) if isinstance(a, torch.Tensor) else a for a in args]
             kwargs = {k: swap(a) if isinstance(a, torch.Tensor) else a for k, a in kwargs.items()}
+            inputs = (*args, *kwargs.values())
         else:
             args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs))
+            inputs = tree_flatten((args, kwargs))[0]
         if torch.compiler.is_compiling():
             return run_operator(func, args, kwargs)
-        return self._watched(func, args, kwargs)
-
-    def _watched(self, func, args, kwargs):
-        """func(*args, **kwargs) with its inputs checked and its outputs recorded by the call's watch."""
         watch = self._watch
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                watch.check_input(a)
-        for a in kwargs.values():
-            if isinstance(a, torch.Tensor):
-                watch.check_input(a)
+        for tensor in inputs:
+            if isinstance(tensor, torch.Tensor):
+                watch.check_input(tensor)
         output = run_operator(func, args, kwargs)
         watch.made(output)
         return output

@@ -107,3 +107,13 @@ def test_auto_is_adjoint_on_a_tensor_derived_outside_func(capture):
     torch.testing.assert_close((u * jv).sum(), sum((g * t).sum() for g, t in zip(vj, v)))
     with pytest.raises(gvp_bench.UnsupportedError, match="computed from params\\[0\\] outside func"):
         gvp_bench.jvp(func, params, v, strategy="func_vmap")
+
+
+def test_a_derived_tensor_passed_inside_a_list_is_found():
+    w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    symmetric = w + w.T
+    func = lambda: torch.cat([symmetric, w]).sum(0)  # noqa: E731
+    expected = gvp_bench.jvp(func, [w], torch.ones(3, 3, dtype=torch.float64), strategy="double_backward")
+    torch.testing.assert_close(expected, torch.full((3,), 9.0, dtype=torch.float64))
+    with pytest.raises(gvp_bench.UnsupportedError, match="outside func"):
+        gvp_bench.jvp(func, [w], torch.ones(3, 3, dtype=torch.float64), strategy="func_vmap")
