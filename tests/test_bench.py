@@ -63,7 +63,7 @@ def test_the_targets_suite_measures_the_targets_ops_on_the_mlp_with_64_and_4_inp
 def test_filters_narrow_the_cells_and_unknown_names_are_refused_with_the_valid_ones():
     cells = workloads.expand(QUICK, models=["mlp"], ops=["jvp", "batch_jvp"], strategy_names=["forward_dual"])
     assert [(c.op, c.model, c.k) for c in cells] == [("jvp", "mlp", None), ("batch_jvp", "mlp", 8)]
-    for option, value in [("models", ["nope"]), ("ops", ["hvp"]), ("strategy_names", ["fast"]), ("dtypes", ["f16"]),
+    for option, value in [("models", ["nope"]), ("ops", ["hessian"]), ("strategy_names", ["fast"]), ("dtypes", ["f16"]),
                           ("devices", ["tpu"])]:
         with pytest.raises(ValueError, match="valid: "):
             workloads.expand(QUICK, **{option: value})

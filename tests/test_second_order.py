@@ -116,3 +116,20 @@ HVP_CELLS = [pytest.param(strategy, case, function, id=f"{strategy}-{case.name}-
 def test_hvp_conformance_cell(strategy, case, function, dtype):
     outcome = run_cell(strategy, case, function, dtype, "cpu")
     assert outcome.status == "pass", outcome.detail
+
+
+def test_the_second_order_suite_measures_every_hvp_strategy_and_they_agree():
+    from gvp_bench.bench import workloads
+
+    cells = workloads.expand(workloads.get_suite("second_order"), models=["mlp"])
+    assert {cell.op for cell in cells} == set(workloads.HVP_OPS)
+    assert {cell.strategy for cell in cells} == set(gvp_bench.hvp_strategies())
+    assert all((cell.k is not None) == (cell.op == "batch_hvp") for cell in cells)
+    results = {}
+    for cell in cells:
+        prepared = workloads.prepare(cell)
+        results[cell.op, cell.strategy] = prepared.product()
+        assert prepared.workarounds() == []
+    for (op, strategy), result in results.items():
+        for got, expected in zip(result, results[op, "reverse_over_reverse"]):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=f"{op} by {strategy}")
