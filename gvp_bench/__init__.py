@@ -5,10 +5,10 @@ from .api import batch_jvp, batch_vjp, full_jacobian, jvp, model_jvp, model_vjp,
 from .contract import Strategy
 from .errors import UnsupportedError
 from .registry import get_strategy, register, strategies, unregister
-from .second_order import batch_hvp, hvp, hvp_strategies
+from .second_order import batch_hvp, ggn_vp, hvp, hvp_strategies
 
 __all__ = [
     "jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian",
-    "hvp", "batch_hvp", "hvp_strategies",
+    "hvp", "batch_hvp", "hvp_strategies", "ggn_vp",
     "configure_auto", "strategies", "get_strategy", "register", "unregister", "Strategy", "UnsupportedError",
 ]

@@ -17,6 +17,9 @@ the two derivatives:
   double-backward trick, on copies of the params).
 - ``auto`` (the default): the first of forward_over_reverse and reverse_over_reverse that can.
 
+:func:`ggn_vp` gives the Gauss-Newton product Jᵀ H J v of a loss over func()'s output, from two
+first-order products of a registered strategy and the loss's own Hessian-vector product.
+
 Batches (``batch_hvp``) run the torch.func strategies under vmap, the others row by row (or batched
 backward passes). Each product keeps the contract of the first-order ones: the same argument
 checks and typed errors, params left untouched, a substitution that refuses what it cannot see
@@ -149,6 +152,27 @@ def _compute(name, batched, func, params, tangents):
     product = _PRODUCTS[name][1 if batched else 0]
     with product_scope(name, "hvp", params), translate_missing_rules(name):
         return tuple(r.detach() for r in product(func, params, tangents))
+
+
+def ggn_vp(func, params, loss, v, *, strategy="auto"):
+    """The Gauss-Newton product G v = Jᵀ H J v, J the Jacobian of func() (a model's output) with respect to
+    params and H the Hessian of the scalar ``loss(output)`` with respect to the output: a list matching params
+    (a tensor for one param).
+
+    J v and the final vᵀJ are first-order products by ``strategy`` (a registered strategy, as for jvp and vjp);
+    H (J v) is forward-over-reverse through ``loss`` alone (torch.func), at the output without its graph.
+    G is the Hessian of loss(func()) without the second derivative of func: positive semi-definite where
+    the loss is convex in the output."""
+    from . import api  # the public first-order products
+
+    if not callable(loss):
+        raise TypeError(f"loss must be a callable of func()'s output returning a scalar, got {type(loss).__name__}")
+    jv = api.jvp(func, params, v, strategy=strategy)
+    with torch.no_grad():
+        output = func().detach()
+    with translate_missing_rules("ggn_vp"):
+        h_jv = jvp(grad(lambda out: _scalar(loss(out))), (output,), (jv,))[1]
+    return api.vjp(func, params, h_jv, strategy=strategy)
 
 
 def hvp(func, params, v, *, strategy="auto"):

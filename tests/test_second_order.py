@@ -133,3 +133,28 @@ def test_the_second_order_suite_measures_every_hvp_strategy_and_they_agree():
     for (op, strategy), result in results.items():
         for got, expected in zip(result, results[op, "reverse_over_reverse"]):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=f"{op} by {strategy}")
+
+
+def test_ggn_vp_is_j_transpose_h_j_v_by_every_strategy():
+    generator = torch.Generator().manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
+    x = torch.randn(2, 3, generator=generator, dtype=torch.float64)
+    target = torch.tensor([0, 2])
+    params = list(model.parameters())
+    func = lambda: model(x)  # noqa: E731
+    loss = lambda output: torch.nn.functional.cross_entropy(output, target)  # noqa: E731
+    v = torch.randn(sum(p.numel() for p in params), generator=generator, dtype=torch.float64)
+    jacobian = torch.cat([block.reshape(6, -1) for block in gvp_bench.full_jacobian(func, params)], dim=1)
+    with torch.no_grad():
+        output = func()
+    hessian = torch.autograd.functional.hessian(loss, output).reshape(6, 6)
+    expected = jacobian.T @ hessian @ jacobian @ v
+    for strategy in [name for name in STRATEGIES if not gvp_bench.get_strategy(name).costly_first_call]:
+        try:
+            result = gvp_bench.ggn_vp(func, params, loss, v, strategy=strategy)
+        except gvp_bench.UnsupportedError:
+            assert strategy == "linearize", strategy  # J v only
+            continue
+        torch.testing.assert_close(torch.cat([r.reshape(-1) for r in result]), expected, msg=strategy)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        gvp_bench.ggn_vp(func, params, lambda output: output, v, strategy="func_vmap")
