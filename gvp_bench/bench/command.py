@@ -73,6 +73,9 @@ def add_parser(commands, names):
                         help=f"torch intra-op threads while measuring (default: torch's, {torch.get_num_threads()} here)")
     parser.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
                         help="per cell, past which it is recorded as timeout (default: the suite's)")
+    parser.add_argument("--budget", type=_positive(float), metavar="SECONDS",
+                        help="per cell: a cell one call of which would not fit is recorded as skipped, with why "
+                             "(default: the suite's; inf: none)")
     parser.add_argument("--min-run-time", type=_positive(float), metavar="SECONDS",
                         help="seconds of timed samples at least per call measured (default: the suite's)")
     parser.add_argument("--max-run-time", type=_positive(float), metavar="SECONDS",
@@ -136,7 +139,7 @@ def main(args):
     threads = args.threads or torch.get_num_threads()
     settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
                         max_run_time=args.max_run_time or suite.max_run_time,
-                        timeout_s=args.timeout or suite.timeout_s)
+                        timeout_s=args.timeout or suite.timeout_s, budget_s=args.budget or suite.budget_s)
     header = new_header(fingerprint(threads), suite.name)
     path = args.out or _default_path(header, args.shard)
     threads_before = torch.get_num_threads()

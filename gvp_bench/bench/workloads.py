@@ -63,13 +63,17 @@ class Suite:
     max_run_time: float     # seconds of samples at most, unless the samples are already stable
     timeout_s: float        # a cell (warm-up, timing, memory, forward) past this is recorded as timeout
     ops: tuple = OPS        # the ops measured
+    budget_s: float | None = None  # a cell one call of which would not fit this is skipped (bench.budget)
 
 
 SUITES = {suite.name: suite for suite in (
-    Suite("quick", "every strategy and op on five zoo models (CPU-friendly sizes), float32, k=8",
-          models=(("mlp", "tiny"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
+    Suite("quick", "every strategy and op on five zoo models at tiny size and the mlp at small size, where "
+                   "arithmetic dominates (784-256-256-10), float32, k=8; a cell that cannot be measured within "
+                   "its budget of seconds is skipped",
+          models=(("mlp", "tiny"), ("mlp", "small"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
                   ("scalar5", "small")),
-          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60),
+          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60,
+          budget_s=3),
     Suite("full", "every zoo model at small and medium size (and large on CUDA), k in 1, 8, 32, "
                   "float32 and float64",
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
@@ -84,6 +88,10 @@ SUITES = {suite.name: suite for suite in (
                    "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
           models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
           min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
+    Suite("scaling", "how cost grows: every strategy and op on the mlp, cnn and transformer at every zoo size, "
+                     "float32, k=8; a cell that cannot be measured within its budget of seconds is skipped",
+          models=tuple(itertools.product(("mlp", "cnn", "transformer"), zoo.SIZES)), cuda_models=(), ks=(8,),
+          dtypes=("float32",), min_run_time=0.05, max_run_time=0.3, timeout_s=120, budget_s=10),
 )}
 
 

@@ -43,7 +43,9 @@ def _introduction(frame, cells):
                     if again else "")),
             Text("Every strategy is in every table. A cell that did not run shows its status where a number would "
                  "be: `unsupported` (the strategy cannot compute this product and says so instead of answering "
-                 "wrong), `error`, `oom` (out of memory) or `timeout`; the last section lists each with its reason."),
+                 "wrong), `error`, `oom` (out of memory), `timeout`, or `skipped` (one call would not fit the cell's "
+                 "time budget: not measured, no verdict on the strategy); the last section lists each with its "
+                 "reason."),
             Heading("Cells per strategy and status"),
             Table(tables.status_counts(cells), index=True)]
 

@@ -31,7 +31,7 @@ DPI = 100
 MARKERS = "osD^vP*Xph"
 OVERVIEW_MAX = 100  # the overview's colour scale: 1x (green) to 100x the fastest and beyond (red), in every report
 DODGE = 1.04  # sideways nudge between strategies on log x axes, as a factor
-FAILED_COLOUR = {"unsupported": "0.45"}  # every other status that did not run: red
+FAILED_COLOUR = {"unsupported": "0.45", "skipped": "0.45"}  # every other status that did not run: red
 SECONDS = FuncFormatter(lambda value, _: units.seconds(value))
 BYTES = FuncFormatter(lambda value, _: units.size_in_bytes(value))
 
