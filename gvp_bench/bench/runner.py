@@ -142,7 +142,8 @@ def measure_cell(workload, settings):
         row.update(status="unsupported", error=_one_line(error, with_type=False))
     except Exception as error:  # a failing cell is recorded, and the run goes on
         row.update(status="oom" if _is_out_of_memory(error) else "error", error=_one_line(error))
-    if row["status"] != "ok":
+    # unsupported: refused with little allocated, freed with the error; a full collection costs more than such a cell
+    if row["status"] not in ("ok", "unsupported"):
         gc.collect()  # the failed cell's tensors, before the next cell (and before CUDA's cache is emptied)
         if torch.device(workload.device).type == "cuda":
             torch.cuda.empty_cache()
