@@ -1,21 +1,22 @@
 """A cell's time budget: a cell that cannot be measured within it is recorded ``skipped`` with the reason,
-the run goes on, and report, compare and recommend show skipped cells without judging them. No timing is
+the run goes on, and report, compare and recommend show skipped cells without judging them; the scaling
+suite and its figure. No timing is
 asserted: the strategies here sleep for many times the budgets they are given."""
 
 import signal
 import time
 
 import pytest
-from synthetic_results import cells, write
+from synthetic_results import cells, scaling_cells, write
 
 import gvp_bench
-from gvp_bench import cli
+from gvp_bench import cli, zoo
 from gvp_bench.bench import budget, runner, workloads
 from gvp_bench.compare import compare_files, render
 from gvp_bench.measurements import load_cells
 from gvp_bench.recommend import recommend
 from gvp_bench.recommend import render as render_recommendation
-from gvp_bench.report import tables
+from gvp_bench.report import plots, tables, write_report
 from gvp_bench.results import read
 
 BRIEF = ["run", "--quiet", "--threads", "1", "--min-run-time", "0.001", "--max-run-time", "0.01"]
@@ -146,3 +147,23 @@ def test_report_and_recommend_show_skipped_cells_with_their_reason(tmp_path):
     assert table.status["reference_loop"] == "skipped"
     assert "reference_loop" not in set(recommendation.ranked.strategy)
     assert "past the cell budget" in render_recommendation(recommendation)
+
+
+def test_the_scaling_suite_runs_the_three_models_over_every_size_with_a_budget():
+    suite = workloads.get_suite("scaling")
+    assert suite.models == tuple((model, size) for model in ("mlp", "cnn", "transformer") for size in zoo.SIZES)
+    assert suite.ops == workloads.OPS and suite.budget_s
+    cells = workloads.expand(suite, ops=["jvp"], strategy_names=["forward_dual"])
+    assert [(cell.model, cell.size) for cell in cells] == list(suite.models)
+
+
+def test_the_report_draws_cost_and_memory_against_the_parameters(tmp_path):
+    path = write(tmp_path / "scaling.jsonl", scaling_cells(), suite="scaling")
+    measured = load_cells([path])
+    figure = plots.scaling(measured, tables.strategy_order(measured), str(tmp_path))
+    assert figure.file == "scaling-mlp-cpu-float32.png" and (tmp_path / figure.file).stat().st_size > 10_000
+    assert "against the parameter count" in figure.caption
+    assert plots.scaling(measured[measured["size"] == "tiny"], ["forward_dual"], str(tmp_path)) is None  # one size
+    few = [row for row in scaling_cells(ops=("jvp",)) if row["strategy"] in ("forward_dual", "func_vmap")]
+    index = write_report([write(tmp_path / "few.jsonl", few, suite="scaling")], tmp_path / "report")
+    assert "](scaling-mlp-cpu-float32.png)" in open(index, encoding="utf-8").read()  # in gvp-bench report

@@ -3,7 +3,8 @@ index.html and the PNG figures both show.
 
 The sections: what was read; the cells per strategy by status; an overview figure per device and
 dtype; the winner table; JAX side by side (where the results hold JAX rows); full_jacobian against
-output size; per model workload, its figures and its time and memory tables; every cell that did not run, with why; the machines; how it was
+output size; how cost grows with the parameter count (per model measured at two sizes or more);
+per model workload, its figures and its time and memory tables; every cell that did not run, with why; the machines; how it was
 measured. Results of several machines merge: the device then names the machine
 (``cpu @ AMD EPYC 7763 (2 cores)``).
 """
@@ -154,6 +155,9 @@ def write_report(paths, directory):
               *_jax(cells),
               *_section("full_jacobian against output size",
                         [plots.jacobian_growth(group, strategies, directory) for group in by_device]),
+              *_section("How cost grows with the parameters",
+                        [plots.scaling(group, strategies, directory)
+                         for _, group in cells.groupby(["device", "dtype", "model"], sort=True)]),
               *_models(cells, strategies, directory),
               *_failures(cells),
               Heading("Machines"), Table(tables.environment(frame), index=True),
