@@ -185,7 +185,7 @@ def _lines(axis, points, x, value, colours, by=("strategy",), marker_of=lambda r
     not hide one another. ``tick`` writes the x values under the axis."""
     strategies = list(colours)
     for _, line in points.groupby(list(by), sort=False):
-        line = line.sort_values(x)
+        line = line.sort_values(x, kind="stable")  # equal x: in the order given
         first = line.iloc[0]
         nudge = DODGE ** (strategies.index(first.strategy) - (len(strategies) - 1) / 2)
         ok = line[(line.status == "ok") & line[value].notna()]
@@ -268,6 +268,14 @@ def jacobian_growth(cells, strategies, directory):
 
 # -- scaling: with the parameter count, over a model's sizes ---------------------------------------
 
+def _size_rank(size):
+    """The zoo's order of sizes (a tier with another batch, ``medium-b4``, by its tier), others after."""
+    from ..zoo import SIZES
+
+    tier = str(size).partition("-b")[0]
+    return SIZES.index(tier) if tier in SIZES else len(SIZES)
+
+
 def _count(value):
     """``269322`` -> ``'269k'``, ``1863690`` -> ``'1.86M'``."""
     for unit, scale in (("M", 1e6), ("k", 1e3)):
@@ -283,6 +291,7 @@ def scaling(cells, strategies, directory):
     stopped mattering; the memory panels show what grows faster than the parameters."""
     model, device, dtype = cells[["model", "device", "dtype"]].iloc[0]
     cells = _largest_k(cells.dropna(subset=["parameters"])).astype({"parameters": float})
+    cells = cells.sort_values("size", key=lambda sizes: sizes.map(_size_rank), kind="stable")
     if cells.parameters.nunique() < 2:
         return None
     colours = _colours(strategies)
