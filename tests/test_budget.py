@@ -23,11 +23,13 @@ BRIEF = ["run", "--quiet", "--threads", "1", "--min-run-time", "0.001", "--max-r
 
 
 class _Sleeping(gvp_bench.Strategy):
-    """Every product sleeps: ``first`` seconds on its first call, ``later`` on each call after it."""
+    """Every product sleeps: ``first`` seconds on its first call, ``later`` on each call after it; the first
+    call sets up (as a compiling strategy's does) where ``costly_first_call``."""
 
-    def __init__(self, first, later):
+    def __init__(self, first, later, costly_first_call):
         self.sleeps = [first]
         self.later = later
+        self.costly_first_call = costly_first_call
 
     def _jvp(self, func, params, tangents, create_graph):
         time.sleep(self.sleeps.pop() if self.sleeps else self.later)
@@ -36,13 +38,14 @@ class _Sleeping(gvp_bench.Strategy):
     _vjp = _batch_jvp = _batch_vjp = _full_jacobian = _jvp
 
 
-SLEEPING = {"test_hopeless": (5.0, 5.0), "test_slow": (0.3, 0.3), "test_sets_up": (0.3, 0.0)}
+SLEEPING = {"test_hopeless": (5.0, 5.0, False), "test_slow": (0.3, 5.0, False), "test_sets_up": (0.3, 0.0, False),
+            "test_compiles": (0.6, 0.0, True)}
 
 
 @pytest.fixture
 def sleeping_strategies():
-    for name, (first, later) in SLEEPING.items():
-        gvp_bench.register(name, lambda first=first, later=later: _Sleeping(first, later))
+    for name, behaviour in SLEEPING.items():
+        gvp_bench.register(name, lambda behaviour=behaviour: _Sleeping(*behaviour))
     yield
     for name in SLEEPING:
         gvp_bench.unregister(name)
@@ -55,21 +58,24 @@ def _measure(workload, seconds):
 
 def test_a_cell_over_its_budget_is_skipped_with_the_reason_and_the_run_goes_on(tmp_path, sleeping_strategies):
     path = tmp_path / "run.jsonl"
-    order = "test_hopeless,test_slow,test_sets_up,double_backward"
+    order = "test_hopeless,test_slow,test_sets_up,test_compiles,double_backward"
     assert cli.main([*BRIEF, "--models", "scalar5", "--ops", "jvp", "--strategies", order, "--budget", "0.4",
                      "--out", str(path)]) == 0
     rows = {row["strategy"]: row for row in read(path)[1]}
     assert {name: row["status"] for name, row in rows.items()} == {
-        "test_hopeless": "skipped", "test_slow": "skipped", "test_sets_up": "ok", "double_backward": "ok"}
+        "test_hopeless": "skipped", "test_slow": "skipped", "test_sets_up": "ok", "test_compiles": "ok",
+        "double_backward": "ok"}
     # the first call ran into the alarm of the whole budget: no time of it
     assert rows["test_hopeless"]["error"] == "its first call did not end within the cell budget of 0.4 s"
     assert rows["test_hopeless"]["first_call_s"] is None
-    # the first call fits the budget, but a second one (which needs no set-up) cannot be measured 4 times in it
+    # the first call fits the budget, but a second one (which sets up nothing) cannot be measured 4 times in it
     assert rows["test_slow"]["error"].startswith("one call takes more than 100 ms (its first took 3")
     assert "4 calls at the least, past the cell budget of 0.4 s" in rows["test_slow"]["error"]
     assert rows["test_slow"]["first_call_s"] >= 0.3 and rows["test_slow"]["median_s"] is None
     # a long first call that sets up what later calls reuse: the second call decides, and it fits
     assert rows["test_sets_up"]["first_call_s"] >= 0.3 and rows["test_sets_up"]["median_s"] < 0.1
+    # a first call that compiles is bound by the cell's time limit only, not by its budget
+    assert rows["test_compiles"]["first_call_s"] >= 0.6 and rows["test_compiles"]["median_s"] < 0.1
 
 
 def test_a_hopeless_cell_is_skipped_by_counting_before_any_call():

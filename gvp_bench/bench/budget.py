@@ -15,13 +15,13 @@ Three checks, the cheapest first, so that a hopeless cell costs little of the ru
    reference_loop's J v one backward pass per output element), each at least the work of the
    plain forward pass; their number times the forward pass's fastest time (of a few calls) is a
    lower bound of one call.
-2. The first call runs under an alarm of the whole budget. Not where the first call sets up what
-   later calls reuse: compiling (``costly_first_call``, and the JAX rows' jit) and auto's
-   calibration are part of what the cell measures (its ``first_call_s``), and only the cell's
-   time limit bounds them.
+2. The first call runs under an alarm of the whole budget (it may pay what a process does once:
+   the first cell of a run imports and initialises more than its own call). Not where the first
+   call sets up what later calls reuse: compiling (``costly_first_call``, and the JAX rows' jit)
+   and auto's calibration are part of what the cell measures (its ``first_call_s``), and only the
+   cell's time limit bounds them.
 3. Where the first call took longer than the budget over CALLS, a second call, which pays no
-   one-time set-up (compiling, auto's calibration, torch.func's first use in the process), under
-   an alarm of the budget over CALLS, decides.
+   set-up, under an alarm of the budget over CALLS, decides.
 """
 
 import math
@@ -101,7 +101,7 @@ class Budget:
         return OverBudget(f"its first call did not end within the cell budget of {self.seconds:g} s")
 
     def needs_another_call(self, first_call_s):
-        """Whether the first call alone was too long, so that a second call must decide (check 3)."""
+        """Whether the first call was too long, so that a second call must decide (check 3)."""
         return self.seconds is not None and first_call_s > self.per_call
 
     def call_expired(self, first_call_s):
@@ -112,4 +112,5 @@ class Budget:
     def check_call(self, call_s, first_call_s):
         """Raise OverBudget where one call (not the first) took longer than :attr:`per_call`."""
         if self.seconds is not None and call_s > self.per_call:
-            raise OverBudget(f"one call takes {units.seconds(call_s)}: " + self._past(), first_call_s)
+            raise OverBudget(f"one call takes {units.seconds(call_s)} (its first took {units.seconds(first_call_s)}): "
+                             + self._past(), first_call_s)
