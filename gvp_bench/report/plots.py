@@ -311,11 +311,11 @@ def scaling(cells, strategies, directory):
     extra = [Line2D([], [], linestyle="--", color="0.6", label="the parameters' own size")] if itemsize else []
     _legend(figure, colours, [s for s in strategies if s in set(cells.strategy)], extra)
     sizes = ", ".join(f"{size} {_count(count)}" for size, count in
-                      cells.drop_duplicates("size").sort_values("parameters")[["size", "parameters"]].itertuples(
-                          index=False))
-    figure.suptitle(f"{model} on {_group_label(device, dtype)}: cost against parameters ({sizes})", fontsize=11)
+                      cells.drop_duplicates("size")[["size", "parameters"]].itertuples(index=False))
+    figure.suptitle(f"{model} on {_group_label(device, dtype)}: cost against the parameter count", fontsize=11)
     return _save(figure, directory, f"scaling-{_slug(model, device, dtype)}.png",
-                 f"{model} ({_group_label(device, dtype)}) over its sizes: each op's median time in forward passes "
+                 f"{model} ({_group_label(device, dtype)}) over its sizes ({sizes} parameters): each op's median "
+                 "time in forward passes "
                  "of the model (left) and peak memory (right) against the parameter count, log-log, a line per "
                  "strategy; where the lines close up, per-call overhead has stopped mattering and arithmetic "
                  "decides. Hollow markers on the bottom edge: cells that did not run (skipped over the time "
