@@ -10,6 +10,7 @@ from .bench import command as bench_command
 from .conformance import CASES, case_by_name, cells, pivot, support_matrix
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
+from .workload_specs import WorkloadSpecError
 
 
 def _names(text):
@@ -150,6 +151,9 @@ def main(argv=None):
             raise SystemExit(f"gvp-bench: --dtypes: unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     try:
         return args.run(args)
+    except WorkloadSpecError as error:  # a usage error, as argparse's: exit status 2
+        print(f"gvp-bench: --workload: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValueError as error:
         raise SystemExit(f"gvp-bench: {error}") from None
 

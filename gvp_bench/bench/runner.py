@@ -35,7 +35,7 @@ from .. import jax_side
 from ..errors import UnsupportedError
 from ..results import CELL_KEY
 from . import measure
-from .workloads import framework, prepare, sizes
+from .workloads import framework, measured_sizes, prepare
 
 MAX_REASON = 300  # characters of an error message kept in a row
 
@@ -109,7 +109,7 @@ def measure_cell(workload, settings):
     """One results row for ``workload``: measured, or with the status and reason of why not."""
     kind = framework(workload.strategy)
     threads = settings.threads if kind == "torch" else jax_side.pool_threads()
-    row = dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **sizes(workload.model, workload.size))
+    row = dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **measured_sizes(workload))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # workarounds are recorded in the row, not warned per call
