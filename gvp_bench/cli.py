@@ -8,9 +8,10 @@ import torch
 
 from .bench import command as bench_command
 from .conformance import CASES, case_by_name, cells, pivot, support_matrix
+from .conformance import own as own_conformance
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
-from .workload_specs import WorkloadSpecError
+from .workload_specs import WorkloadSpecError, load as load_workload
 
 
 def _names(text):
@@ -23,9 +24,16 @@ def _conformance(args):
     for name in args.strategies or []:
         get_strategy(name)  # an unknown name fails here with the list of valid ones
     torch.set_num_threads(1)  # tiny models: more intra-op threads only add synchronisation
-    cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
     devices = args.devices or available_devices()
-    selected = list(cells(args.strategies, cases, args.dtypes, devices))
+    if args.workload:
+        if args.cases:
+            raise ValueError("--cases picks built-in cases: with --workload only the workloads given are checked")
+        workloads = [load_workload(spec) for spec in args.workload]
+        selected = list(own_conformance.cells(workloads, args.strategies, args.dtypes, args.devices))
+        devices = sorted({cell[-1] for cell in selected})
+    else:
+        cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
+        selected = list(cells(args.strategies, cases, args.dtypes or list(DTYPES), devices))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with tqdm(total=len(selected), desc="conformance", unit="cell", file=sys.stderr,
@@ -105,7 +113,12 @@ def build_parser():
         "conformance", help="check every strategy against the oracle and print the support matrix")
     conformance.add_argument("--strategies", type=_names, help="comma-separated names (default: all registered)")
     conformance.add_argument("--cases", type=_names, help="comma-separated case names (default: all)")
-    conformance.add_argument("--dtypes", type=_names, default=list(DTYPES), help="float32,float64 (default: both)")
+    conformance.add_argument("--workload", action="append", metavar="FILE.py:FUNCTION",
+                             help="check the strategies on your own model instead of the built-in cases: "
+                                  "FILE.py:FUNCTION, package.module:FUNCTION or an installed workload's name "
+                                  "(as for gvp-bench run); repeatable")
+    conformance.add_argument("--dtypes", type=_names,
+                             help="float32,float64 (default: both; a closure workload: its own)")
     conformance.add_argument("--devices", type=_names, help="cpu,cuda (default: cpu, and cuda when present)")
     conformance.add_argument("--format", choices=["text", "markdown"], default="text")
     conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
