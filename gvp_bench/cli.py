@@ -1,6 +1,7 @@
 """The ``gvp-bench`` command line."""
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -83,10 +84,40 @@ def _recommend(args):
     from . import recommend
     from .measurements import load_cells
 
-    chosen = recommend.recommend(load_cells(args.results), args.op, args.model, args.size, args.device, args.dtype,
-                                 args.k)
+    if (args.model is None) == (args.workload is None):
+        raise ValueError("recommend needs one of --model (a zoo model) or --workload (your own)")
+    if args.workload is None:
+        cells, model, dtype = load_cells(args.results or ["results"]), args.model, args.dtype or "float32"
+    else:
+        workload = load_workload(args.workload)
+        model, dtype = workload.name, args.dtype
+        cells = load_cells(args.results) if args.results else _measure_for_recommend(workload, args)
+    chosen = recommend.recommend(cells, args.op, model, args.size, args.device, dtype, args.k)
     print(recommend.render(chosen))
     return 0 if len(chosen.ranked) else 1
+
+
+def _measure_for_recommend(workload, args):
+    """The cells of ``args.op`` on ``workload``, measured now with every strategy (into --out, or a file
+    removed after)."""
+    import tempfile
+
+    from .bench.own import measure
+    from .measurements import load_cells
+
+    print(f"gvp-bench: no --results given: measuring {args.op} on {workload.name} with every strategy now",
+          file=sys.stderr)
+    options = dict(devices=[args.device], dtypes=[args.dtype] if args.dtype else None, ops=[args.op],
+                   ks=[args.k or 8], progress=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.out:
+            measure([workload], args.out, **options)
+            return load_cells([args.out])
+        with tempfile.TemporaryDirectory(prefix="gvp-bench-") as folder:
+            path = os.path.join(folder, "results.jsonl")
+            measure([workload], path, **options)
+            return load_cells([path])
 
 
 def _compare(args):
@@ -130,13 +161,18 @@ def build_parser():
     report.set_defaults(run=_report)
     recommend = commands.add_parser("recommend", help="rank the strategies for a workload from measured results")
     recommend.add_argument("--op", required=True, help="jvp, vjp, model_jvp, model_vjp, batch_jvp, batch_vjp, ...")
-    recommend.add_argument("--model", required=True, help="a zoo model, e.g. mlp")
+    recommend.add_argument("--model", help="a zoo model, e.g. mlp")
+    recommend.add_argument("--workload", metavar="FILE.py:FUNCTION",
+                           help="your own model instead (as for gvp-bench run): ranked from --results when given, "
+                                "else measured now")
     recommend.add_argument("--size", help="tiny, small, medium or large (default: the largest measured)")
     recommend.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                            help="default: cuda when this machine has it, else cpu")
-    recommend.add_argument("--dtype", default="float32")
+    recommend.add_argument("--dtype", help="default: float32 (a --workload: its own)")
     recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
-    recommend.add_argument("--results", nargs="+", default=["results"], help="files or folders (default: results)")
+    recommend.add_argument("--results", nargs="+", help="files or folders (default: results; with --workload: "
+                                                         "measure now)")
+    recommend.add_argument("--out", help="with --workload and no --results: keep the measurements in this results file")
     recommend.set_defaults(run=_recommend)
     compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression")
     compare.add_argument("base", help="results file or folder of the baseline")
