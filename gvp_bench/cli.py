@@ -105,10 +105,10 @@ def _measure_for_recommend(workload, args):
     from .bench.own import measure
     from .measurements import load_cells
 
-    print(f"gvp-bench: no --results given: measuring {args.op} on {workload.name} with every strategy now",
-          file=sys.stderr)
+    print(f"gvp-bench: no --results given: measuring {args.op} on {workload.name} with "
+          f"{', '.join(args.strategies) if args.strategies else 'every strategy'} now", file=sys.stderr)
     options = dict(devices=[args.device], dtypes=[args.dtype] if args.dtype else None, ops=[args.op],
-                   ks=[args.k or 8], progress=True)
+                   strategies=args.strategies, ks=[args.k or 8], progress=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.out:
@@ -172,6 +172,8 @@ def build_parser():
     recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
     recommend.add_argument("--results", nargs="+", help="files or folders (default: results; with --workload: "
                                                          "measure now)")
+    recommend.add_argument("--strategies", type=_names, help="with --workload and no --results: measure only these "
+                                                             "(default: all registered)")
     recommend.add_argument("--out", help="with --workload and no --results: keep the measurements in this results file")
     recommend.set_defaults(run=_recommend)
     compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression")
