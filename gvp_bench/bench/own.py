@@ -109,11 +109,14 @@ def benchmark(target, inputs=None, *, name=None, ops=None, strategies=None, k=8,
     if isinstance(target, Workload) and inputs is not None:
         raise TypeError("inputs must be None when target is a gvp_bench.Workload (it holds its own)")
     ks = (k,) if isinstance(k, int) else tuple(k)
-    dtypes = [dtype] if isinstance(dtype, str) else dtype
+    if not ks or not all(isinstance(value, int) and value >= 1 for value in ks):
+        raise ValueError(f"k must be a positive int or a sequence of them, got {k!r}")
     devices = [device] if isinstance(device, str) else device
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise ValueError("device 'cuda': no CUDA device on this machine")
+    options = dict(devices=devices, dtypes=[dtype] if isinstance(dtype, str) else dtype, ops=ops,
+                   strategies=strategies, ks=ks, **settings)
     if out is not None:
-        return measure([workload], out, devices=devices, dtypes=dtypes, ops=ops, strategies=strategies, ks=ks,
-                       **settings)
+        return measure([workload], out, **options)
     with tempfile.TemporaryDirectory(prefix="gvp-bench-") as folder:
-        return measure([workload], os.path.join(folder, "results.jsonl"), devices=devices, dtypes=dtypes, ops=ops,
-                       strategies=strategies, ks=ks, **settings)
+        return measure([workload], os.path.join(folder, "results.jsonl"), **options)
