@@ -1,6 +1,7 @@
 """``--workload SPEC``: find a workload function and make the Workload it returns.
 
-SPEC is ``FILE.py:FUNCTION`` (a Python file anywhere, imported under a private module name),
+SPEC is ``FILE.py:FUNCTION`` (a Python file anywhere, imported under a private module name, with
+its folder on ``sys.path`` as ``python FILE.py`` has it),
 ``package.module:FUNCTION`` (an importable module), or the name of an entry point of the group
 ``gvp_bench.workloads`` (``name = "package.module:FUNCTION"`` in a package's metadata: how a
 package ships its own zoo to every command). FUNCTION takes no argument and returns
@@ -68,6 +69,9 @@ def _module_from_file(spec, path):
     name = "gvp_bench_workload_" + hashlib.sha256(path.encode()).hexdigest()[:12]
     if name in sys.modules:
         return sys.modules[name]
+    folder = os.path.dirname(path)
+    if folder not in sys.path:  # as `python FILE.py` runs it: the modules beside it import
+        sys.path.insert(0, folder)
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look a module up by name while it runs

@@ -78,6 +78,18 @@ def test_run_measures_a_workload_from_a_file_outside_the_repository(model_file, 
     assert set(rows.k.dropna()) == {2} and set(rows.parameters) == {2 * 2 * 3 + 2 + 4 + 4 + 8 * 2 + 2}
 
 
+def test_a_workload_file_imports_the_modules_beside_it(tmp_path):
+    (tmp_path / "gvp_sibling_helper.py").write_text("WIDTH = 3\n")
+    (tmp_path / "uses_sibling.py").write_text(textwrap.dedent("""
+        import torch
+        from gvp_sibling_helper import WIDTH
+
+        def model():
+            return torch.nn.Linear(WIDTH, 2), torch.ones(1, WIDTH)
+    """))
+    assert workload_specs.load(f"{tmp_path / 'uses_sibling.py'}:model").parameter_count == 3 * 2 + 2
+
+
 def test_a_workload_from_a_module_path_is_checked_by_conformance(model_module, capsys):
     workload = workload_specs.load(f"{model_module}:tiny_conv")
     assert workload.name == "tiny_conv" and workload.model is not None
