@@ -12,7 +12,8 @@ from .conformance import CASES, case_by_name, cells, pivot, support_matrix
 from .conformance import own as own_conformance
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
-from .workload_specs import WorkloadSpecError, load as load_workload
+from .workload import SIZE as WORKLOAD_SIZE
+from .workload_specs import WorkloadSpecError, installed as installed_workloads, load as load_workload
 
 
 def _names(text):
@@ -63,7 +64,14 @@ def _zoo(args):
     from . import zoo
 
     rows = []
-    for name in args.models or zoo.names():
+    installed = installed_workloads()
+    for name in args.models or zoo.names() + sorted(installed):
+        if name in installed and name not in zoo.names():  # a package's own workload (gvp_bench.workloads)
+            workload = load_workload(name)
+            rows.append(dict(model=name, size=WORKLOAD_SIZE, parameters=workload.parameter_count,
+                             outputs=workload.output_size, forward_flops=None,
+                             description=f"installed workload ({installed[name].value})"))
+            continue
         for size in args.sizes or zoo.SIZES:
             model = zoo.build(name, size)
             rows.append(dict(model=name, size=size, parameters=model.parameter_count, outputs=model.output_size,

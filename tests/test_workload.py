@@ -2,6 +2,7 @@
 recommend and gvp_bench.benchmark; the one-line errors of a bad --workload; dict params; gvp_bench.testing."""
 
 import importlib.metadata
+import re
 import textwrap
 
 import pytest
@@ -112,6 +113,14 @@ def test_an_installed_workload_is_recommended_on_measured_on_the_spot(model_modu
     code = cli.main(["recommend", "--workload", "tinyzoo", "--op", "jvp", "--strategies", TWO, "--device", "cpu"])
     printed = capsys.readouterr().out
     assert code == 0 and "jvp on tinyzoo" in printed and "Use " in printed
+
+
+def test_the_zoo_lists_installed_workloads(model_module, monkeypatch, capsys):
+    installed = [importlib.metadata.EntryPoint("tinyzoo", f"{model_module}:tiny_conv", workload_specs.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(workload_specs, "entry_points", lambda group: installed if group == "gvp_bench.workloads" else [])
+    assert cli.main(["zoo", "--models", "mlp,tinyzoo", "--sizes", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"tinyzoo\s+user\s+40\s+4\s", printed) and f"installed workload ({model_module}:tiny_conv)" in printed
 
 
 def test_recommend_reads_a_workloads_results_when_given(model_file, tmp_path, capsys):
