@@ -179,6 +179,14 @@ def test_a_closure_workload_passes_conformance_against_float64_copies_of_its_par
     assert w.dtype == torch.float32
 
 
+def test_a_closure_that_cannot_compute_in_float64_is_refused_not_failed():
+    w, x = torch.randn(3, 2, requires_grad=True), torch.randn(2)
+    with pytest.raises(ValueError, match="workload 'closure': its closure fails when its params are float64"):
+        check_conformance(lambda: w @ x, [w], strategies=["func_vmap"])
+    with pytest.raises(ValueError, match="its closure returns torch.float32 when its params are float64"):
+        check_conformance(lambda: (w @ x.double()).float(), [w], strategies=["func_vmap"])
+
+
 # dict params, as torch.func users pass them: the same results as a list, keyed the same way
 
 def _dict_problem():

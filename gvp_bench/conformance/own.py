@@ -44,6 +44,19 @@ class ClosureCase(Case):
                          f"{workload.device.type}: it is checked there only")
 
 
+def _check_computes_in_float64(workload):
+    """Refuse, naming the workload, a closure whose oracle cannot be taken (rather than fail every cell)."""
+    if workload.dtype == torch.float64:
+        return
+    try:
+        with torch.no_grad():
+            _reading(workload, [p.detach().to(torch.float64, copy=True) for p in workload.tensors])()
+    except RuntimeError as error:
+        raise ValueError(f"workload {workload.name!r}: its closure fails when its params are float64 "
+                         f"({str(error).splitlines()[0]}), so no float64 oracle can be taken; compute in the params' "
+                         "dtype (x.to(w)), or give the workload as (model, x)") from None
+
+
 def _reading(workload, copies):
     """func() computed on ``copies`` (float64) in place of the workload's params, whose data is restored after."""
     def func():
@@ -68,6 +81,7 @@ def case(workload):
     if workload.model is not None:
         return Case(workload.name, f"your workload {workload.name} (a module)", _module_recipe(workload),
                     tags=("model", "workload"))
+    _check_computes_in_float64(workload)
     return ClosureCase(workload.name, f"your workload {workload.name} (a closure)", build=None, tags=("workload",),
                        workload=workload)
 
