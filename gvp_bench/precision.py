@@ -7,57 +7,70 @@ rtol 1e-4, which TF32 cannot meet, so :func:`strict_fp32` turns it off for the b
 restores the previous settings after. :func:`fp32_state` records the settings in a results
 file's fingerprint, so that a TF32 run is told apart from a strict one.
 
-torch has two APIs for these settings (the legacy ``allow_tf32`` flags and
-``torch.set_float32_matmul_precision``, and the per-backend ``fp32_precision`` since torch 2.9);
-reading a legacy flag raises once the two disagree, so the state is read through the new API and
-the float32 matmul precision, and set through both, consistently.
+torch has two APIs for these settings: the legacy ones (``torch.set_float32_matmul_precision``,
+which also sets oneDNN's matmul, and the ``allow_tf32`` flags) and, since torch 2.9, each
+backend's ``fp32_precision``. Where the two disagree torch refuses to read a legacy setting (and
+a matmul reading it), so the settings are made through the legacy setters first, which keep both
+in agreement, and read through the new API; the legacy readings are saved only where torch gives them.
 """
 
 import contextlib
 
 import torch
 
-# (backend, operation) of the per-backend settings, as torch names them
-_SETTINGS = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"))
+# (backend, operation) of the per-backend settings, as torch names them: the CUDA ones, and oneDNN's
+# matmul, which torch.set_float32_matmul_precision sets along with CUDA's
+_CUDA = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"))
+_SAVED = _CUDA + (("mkldnn", "matmul"),)
 
 
-def _backend(backend, operation):
+def _setting(backend, operation):
     return getattr(getattr(torch.backends, backend), operation)
 
 
+def _effective(backend, operation):
+    """The precision in force: the operation's own, else its backend's, else the global one ("none": full)."""
+    for value in (_setting(backend, operation).fp32_precision,
+                  getattr(getattr(torch.backends, backend), "fp32_precision", "none"), torch.backends.fp32_precision):
+        if value != "none":
+            return value
+    return "none"
+
+
+def _legacy(read):
+    """A legacy reading, or None where torch refuses it (the two APIs were set in disagreement)."""
+    try:
+        return read()
+    except RuntimeError:
+        return None
+
+
 def fp32_state():
-    """The float32 precision settings: each backend's ``fp32_precision`` ("ieee", "tf32", or "none":
-    its parent's), the float32 matmul precision, and ``tf32``: whether any of them allows TF32."""
-    state = {f"{backend}.{operation}": _backend(backend, operation).fp32_precision
-             for backend, operation in _SETTINGS}
-    state["float32_matmul_precision"] = torch.get_float32_matmul_precision()
-    state["tf32"] = "tf32" in state.values() or state["float32_matmul_precision"] != "highest"
+    """The float32 precision in force for CUDA matmuls, cuDNN convolutions and RNNs ("ieee", "tf32", or
+    "none": full precision), the float32 matmul precision (None where torch refuses to read it), and
+    ``tf32``: whether any of them allows TF32."""
+    state = {f"{backend}.{operation}": _effective(backend, operation) for backend, operation in _CUDA}
+    state["float32_matmul_precision"] = _legacy(torch.get_float32_matmul_precision)
+    state["tf32"] = "tf32" in state.values() or state["float32_matmul_precision"] not in ("highest", None)
     return state
 
 
 @contextlib.contextmanager
 def strict_fp32():
     """float32 matmuls, convolutions and RNNs in full float32 precision for the block (TF32 off)."""
-    saved = fp32_state()
-    cudnn_flag = _legacy_cudnn_flag()
-    torch.backends.cuda.matmul.allow_tf32 = False  # the legacy flags keep both APIs in agreement
+    saved = {pair: _setting(*pair).fp32_precision for pair in _SAVED}
+    matmul = _legacy(torch.get_float32_matmul_precision)
+    cudnn = _legacy(lambda: torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("highest")
     torch.backends.cudnn.allow_tf32 = False
-    for backend, operation in _SETTINGS:
-        _backend(backend, operation).fp32_precision = "ieee"
+    for backend, operation in _CUDA:
+        _setting(backend, operation).fp32_precision = "ieee"
     try:
         yield
     finally:
-        if cudnn_flag is not None:
-            torch.backends.cudnn.allow_tf32 = cudnn_flag
-        torch.set_float32_matmul_precision(saved["float32_matmul_precision"])
-        for backend, operation in _SETTINGS:
-            _backend(backend, operation).fp32_precision = saved[f"{backend}.{operation}"]
-
-
-def _legacy_cudnn_flag():
-    """``torch.backends.cudnn.allow_tf32``, or None where the settings were made through both APIs in
-    disagreement (torch then refuses to read it)."""
-    try:
-        return torch.backends.cudnn.allow_tf32
-    except RuntimeError:
-        return None
+        if cudnn is not None:
+            torch.backends.cudnn.allow_tf32 = cudnn
+        if matmul is not None:
+            torch.set_float32_matmul_precision(matmul)
+        for pair, value in saved.items():
+            _setting(*pair).fp32_precision = value
