@@ -28,7 +28,7 @@ from implementations.compiled import Compiled
 class CudaGraphs(Compiled):
     name = "cuda_graphs"
     compile_options = {**Compiled.compile_options, "triton.cudagraphs": True}  # what mode "reduce-overhead" sets
-    records_on_second_call = True  # CUDA-graph trees run a function's first call eagerly (a warm-up), record on the second
+    records_on_second_call = True  # cudagraph trees run a function's first call eagerly (a warm-up), record on the 2nd
 
     def _product(self, product, func, params, args):
         if not params[0].is_cuda:
