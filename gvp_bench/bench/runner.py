@@ -20,7 +20,7 @@ so that both see the machine in the same state. A cell's status:
   long kernel finishes before the limit takes effect).
 - ``error``: anything else.
 
-After every cell the strategy releases what it keeps per workload (``Strategy.release``: compiled
+After every cell the strategies release what they keep per workload (``Strategy.release``: compiled
 graphs, CUDA graphs and their pools), so a cell's memory is not held through the rest of the run.
 Every status but ``ok`` carries a one-line reason in ``error``. Each row is written (and
 fsynced) by the :class:`~gvp_bench.results.ResultsWriter` before the next cell starts, so a run
@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from .. import jax_side
 from ..errors import UnsupportedError
-from ..registry import get_strategy
+from ..registry import release_all
 from ..results import CELL_KEY
 from . import measure
 from .workloads import framework, prepare, sizes
@@ -147,8 +147,7 @@ def measure_cell(workload, settings):
         row.update(status="unsupported", error=_one_line(error, with_type=False))
     except Exception as error:  # a failing cell is recorded, and the run goes on
         row.update(status="oom" if _is_out_of_memory(error) else "error", error=_one_line(error))
-    if kind == "torch":
-        get_strategy(workload.strategy).release()
+    release_all()
     if row["status"] != "ok":
         gc.collect()  # the failed cell's tensors, before the next cell (and before CUDA's cache is emptied)
         if torch.device(workload.device).type == "cuda":
