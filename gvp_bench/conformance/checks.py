@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UnsupportedError
+from ..precision import strict_fp32
 from ..registry import get_strategy
 from ..second_order import batch_hvp, hvp
 from .cases import HVP_FUNCTIONS
@@ -24,20 +25,24 @@ BATCH = 3
 
 @dataclass
 class Outcome:
-    status: str  # "pass", "fail" or "unsupported"
+    status: str  # "pass", "fail", "unsupported" or "refused"
     detail: str = ""
 
 
 def run_cell(strategy_name, case, function, dtype, device):
     """Check one cell; the outcome says pass, fail (with what differed), unsupported (with why) or refused (a
-    case every strategy must refuse, refused with the expected error)."""
+    case every strategy must refuse, refused with the expected error).
+
+    The cell runs with TF32 off (gvp_bench.precision.strict_fp32): float32 results are compared with a
+    float64 oracle at tolerances TF32's 10-bit mantissa cannot meet. The previous settings are restored."""
     try:
-        if case.refused is not None:
-            return _check_refused(get_strategy(strategy_name), case, function, dtype, device)
-        if function in HVP_FUNCTIONS:
-            _check_hvp(strategy_name, case, function, dtype, device)
-            return Outcome("pass")
-        _check_cell(get_strategy(strategy_name), case, function, dtype, device)
+        with strict_fp32():
+            if case.refused is not None:
+                return _check_refused(get_strategy(strategy_name), case, function, dtype, device)
+            if function in HVP_FUNCTIONS:
+                _check_hvp(strategy_name, case, function, dtype, device)
+                return Outcome("pass")
+            _check_cell(get_strategy(strategy_name), case, function, dtype, device)
     except UnsupportedError as error:
         return Outcome("unsupported", error.reason)
     except AssertionError as error:
