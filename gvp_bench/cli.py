@@ -48,7 +48,7 @@ def _conformance(args):
     table = pivot(frame)
     print(table.to_markdown() if args.format == "markdown" else table.to_string())
     counts = frame.status.value_counts()
-    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pass", "fail", "unsupported", "refused"))
+    print("\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pass", "fail", "unsupported") + (("refused",) if counts.get("refused") else ()))
           + f" of {len(frame)} cells on {', '.join(devices)}")
     for status in ("unsupported", "fail"):
         rows = frame[frame.status == status].assign(reason=lambda f: f.detail.str.split("\n").str[0])
