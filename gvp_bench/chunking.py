@@ -9,7 +9,7 @@ products of a small CNN took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They
   as many as fit the memory budget;
 - ``memory_budget`` (with ``"auto"`` only): bytes (an int), or a fraction of the memory free on
   the params' device (a float in (0, 1]; default 0.5, as auto's): ``torch.cuda.mem_get_info``
-  on CUDA, ``MemAvailable`` on the CPU (gvp_bench.autotune.candidates).
+  on CUDA, ``MemAvailable`` on the CPU (gvp_bench.memory).
 
 ``"auto"`` chooses ``(budget - held) // row``, at least 1 and at most the number of rows, where
 
@@ -39,10 +39,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .autotune.candidates import budget_bytes
-from .autotune.config import DEFAULT_MEMORY_FRACTION, MAX_CHOICES, check_memory_budget
-from .autotune.signature import function_key
+from .signature import function_key
 from .functional import call_with
+from .memory import DEFAULT_MEMORY_FRACTION, budget_bytes, check_memory_budget
 
 AUTO = "auto"
 # One row's tangents or cotangents of a forward pass's intermediates, with the temporaries of their
@@ -52,7 +51,7 @@ ROW_FORWARD_PASSES = 2
 # A reading of the free memory is reused for this long: repeated products pay the workload key alone (reading
 # MemAvailable took 10-17 µs of the 26 µs "auto" added to a call on the 2-core CPU).
 FREE_MEMORY_MAX_AGE_S = 0.1
-MAX_REMEMBERED = MAX_CHOICES  # workloads whose forward size is remembered; the oldest is forgotten first
+MAX_REMEMBERED = 4096  # workloads whose forward size is remembered; the oldest is forgotten first
 
 
 class MemoryBudgetWarning(UserWarning):
@@ -98,7 +97,7 @@ _sizes = {}
 
 def forward_size(func, params):
     """One forward pass's size, measured once per workload (func's code and the shapes it captures,
-    the params' shapes, dtypes and device: gvp_bench.autotune.signature) and remembered for the process."""
+    the params' shapes, dtypes and device: gvp_bench.signature) and remembered for the process."""
     key = (function_key(func), tuple((p.shape, p.dtype, p.device) for p in params))
     if key not in _sizes:
         if len(_sizes) >= MAX_REMEMBERED:

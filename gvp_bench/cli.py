@@ -43,8 +43,10 @@ def _conformance(args):
             print(f"\n{status}:")
             for (strategy, case, reason), group in rows.groupby(["strategy", "case", "reason"], sort=False):
                 where = ", ".join(sorted(set(group.function))) + " in " + ", ".join(sorted(set(group.dtype)))
-                print(f"  {strategy} / {case} ({where}): {reason}")
-    return 1 if counts.get("fail", 0) else 0
+                undeclared = " (UNDECLARED: not in the strategy's unsupported data)" if not group.declared.all() else ""
+                print(f"  {strategy} / {case} ({where}){undeclared}: {reason}")
+    undeclared = (frame.status == "unsupported") & ~frame.declared.astype(bool)
+    return 1 if counts.get("fail", 0) or undeclared.any() else 0
 
 
 def _zoo(args):

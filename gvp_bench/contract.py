@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-from .autotune.signature import signature
+from .signature import signature
 from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
@@ -25,6 +25,9 @@ from .validation import (
     check_tangents,
 )
 from .workarounds import WorkaroundWarning, workaround_for
+
+
+PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
 
 
 def model_closure(model, x):
@@ -97,6 +100,7 @@ class Strategy(abc.ABC):
     """
 
     name = None
+    unsupported = ()  # what it refuses: gvp_bench.support.Unsupported declarations, read by the conformance harness
     last_workarounds = ()  # the workarounds the latest call needed, by name
     costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
 
@@ -122,13 +126,20 @@ class Strategy(abc.ABC):
     def _full_jacobian(self, func, params, create_graph):
         """A sequence matching params of (output numel, *param shape) tensors."""
 
+    def implementation(self, product):
+        """The bound method that computes ``product`` on checked arguments, ``_<product>``: no validation,
+        no workarounds, no error translation. For a strategy that builds on another one's products."""
+        if product not in PRODUCTS:
+            raise ValueError(f"unknown product {product!r}; valid products: {', '.join(PRODUCTS)}")
+        return getattr(self, f"_{product}")
+
     def compute(self, product, func, params, *args):
         """Run the product ``_<product>`` on checked arguments, with the workarounds it needs.
 
         torch's missing-formula errors become UnsupportedError; when the operator named has a
         scoped workaround (gvp_bench.workarounds), the product is run again inside it. The
         workarounds a workload needed are remembered under its signature (see
-        gvp_bench.autotune.signature), so later calls start inside them instead of failing
+        gvp_bench.signature), so later calls start inside them instead of failing
         first; the signature (2-4 µs) is only taken once some workload of this strategy has
         needed a workaround.
         """
@@ -203,3 +214,23 @@ class Strategy(abc.ABC):
 
     def __repr__(self):
         return f"<gvp_bench strategy {self.name!r}>"
+
+
+def _delegated(product):
+    def implementation(self, func, params, *args):
+        return self.delegate(product, func, params, *args)
+
+    implementation.__name__ = implementation.__qualname__ = f"_{product}"
+    implementation.__doc__ = f"{product}, handed to :meth:`Delegating.delegate`."
+    return implementation
+
+
+class Delegating(Strategy):
+    """A strategy whose five products all go through one method, :meth:`delegate` (``auto`` hands them
+    to the strategy it chooses, ``compiled`` to a compiled product)."""
+
+    _jvp, _vjp, _batch_jvp, _batch_vjp, _full_jacobian = map(_delegated, PRODUCTS)
+
+    @abc.abstractmethod
+    def delegate(self, product, func, params, *args):
+        """``product`` (one of PRODUCTS) on checked arguments; args as the product's ``_<product>`` takes them."""

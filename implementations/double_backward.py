@@ -17,10 +17,8 @@ first, 4-5x forward_dual on a small CNN on an H100.
 
 import torch
 
-from gvp_bench.chunking import Chunked, in_chunks
-from gvp_bench.contract import Strategy
-from gvp_bench.reverse import forward_with_graph, grad_or_zeros, identity_cotangents, reverse_vjp
-from gvp_bench.validation import check_batch_cotangents
+from gvp_bench.kit import (Chunked, Strategy, check_batch_cotangents, forward_with_graph, grad_or_zeros,
+                           identity_cotangents, in_chunks, reverse_vjp)
 
 
 def _jvps_by_double_backward(output, live, tangents, create_graph, rows_per_chunk=None):

@@ -29,11 +29,8 @@ that read 6-7x timed preemption by other processes (samples step by about 4.2 ms
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from gvp_bench.chunking import forward_mode_jacobian
-from gvp_bench.contract import Strategy
-from gvp_bench.functional import call_with, primals_of
-from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
-from gvp_bench.validation import check_batch_cotangents
+from gvp_bench.kit import (Strategy, Unsupported, call_with, check_batch_cotangents, forward_mode_jacobian,
+                           forward_with_graph, grad_or_zeros, primals_of, reverse_vjp)
 
 
 def _dual_pass(func, params, tangents, create_graph):
@@ -52,6 +49,11 @@ def _column(func, params, tangents, create_graph):
 
 class ForwardDual(Strategy):
     name = "forward_dual"
+    unsupported = (
+        Unsupported(("custom_function_backward_only",), "defines no jvp",
+                    "J v and the Jacobian run forward-mode AD, which needs a jvp formula from every custom "
+                    "autograd.Function in func"),
+    )
 
     def _jvp(self, func, params, tangents, create_graph):
         return _dual_pass(func, params, tangents, create_graph)[1]

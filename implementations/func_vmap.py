@@ -26,15 +26,17 @@ work.
 
 from torch.func import jvp, vjp, vmap
 
-from gvp_bench.chunking import Chunked, in_chunks
-from gvp_bench.contract import Strategy
-from gvp_bench.functional import as_function_of, primals_of
-from gvp_bench.reverse import identity_cotangents, zeros_for
-from gvp_bench.validation import check_batch_cotangents, check_cotangent
+from gvp_bench.kit import (Chunked, Strategy, Unsupported, as_function_of, check_batch_cotangents, check_cotangent,
+                           identity_cotangents, in_chunks, primals_of, zeros_for)
 
 
 class FuncVmap(Chunked, Strategy):
     name = "func_vmap"
+    unsupported = (
+        Unsupported(("custom_function_backward_only",), "setup_context",
+                    "torch.func transforms need every custom autograd.Function in func written with setup_context "
+                    "(and a vmap rule); one with an old-style forward(ctx, ...) and a backward only is refused"),
+    )
 
     def _jvp(self, func, params, tangents, create_graph):
         return jvp(as_function_of(func, params), primals_of(params, create_graph), tangents)[1]

@@ -30,11 +30,8 @@ import torch
 from torch.func import linearize, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from gvp_bench.chunking import Chunked, forward_mode_jacobian, in_chunks
-from gvp_bench.contract import Strategy
-from gvp_bench.errors import UnsupportedError
-from gvp_bench.functional import as_function_of, call_with, primals_of
-from gvp_bench.validation import check_batch_cotangents, check_cotangent
+from gvp_bench.kit import (Chunked, Strategy, Unsupported, UnsupportedError, as_function_of, call_with,
+                           check_batch_cotangents, check_cotangent, forward_mode_jacobian, in_chunks, primals_of)
 
 J_V_ONLY = "torch.func.linearize gives J v only (forward mode): it has no vᵀJ"
 RANDOM = ("func draws random numbers ({}): the linearized function would draw them anew on every call, "
@@ -89,6 +86,15 @@ def _checked_once(function, strategy):
 
 class Linearize(Chunked, Strategy):
     name = "linearize"
+    unsupported = (
+        Unsupported(("vjp", "model_vjp", "batch_vjp"), "J v only", J_V_ONLY),
+        Unsupported(("create_graph",), "create_graph=True", NO_GRAPH),
+        Unsupported(("random_numbers",), "draws random numbers",
+                    "the linearized function would draw random numbers anew on every J v, not the ones of func's "
+                    "own pass"),
+        Unsupported(("custom_function_backward_only",), "defines no jvp",
+                    "linearize traces forward-mode AD, which needs a jvp formula from every custom autograd.Function"),
+    )
 
     def _linearized(self, func, params, create_graph):
         """func()'s output and the linear function J·: tangents matching params -> J v."""

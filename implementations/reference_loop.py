@@ -13,10 +13,8 @@ the reference get today.
 
 import torch
 
-from gvp_bench.contract import Strategy
-from gvp_bench.dense import jacobian_vector_products
-from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
-from gvp_bench.validation import check_batch_cotangents
+from gvp_bench.kit import (Strategy, check_batch_cotangents, forward_with_graph, grad_or_zeros,
+                           jacobian_vector_products, reverse_vjp)
 
 
 def _jacobian_rows(output, live, create_graph):

@@ -9,7 +9,8 @@ import torch
 
 import gvp_bench
 from gvp_bench import registry
-from gvp_bench.conformance import CASES, run_cell
+from gvp_bench.bench import runner, workloads
+from gvp_bench.conformance import CASES, case_by_name, cells, pivot, run_cell, support_matrix
 from implementations.func_vmap import FuncVmap
 
 
@@ -54,6 +55,60 @@ def test_a_third_party_package_plugs_in_through_its_entry_point(tmp_path, monkey
     for case in CASES[:3]:
         for function in case.functions:
             assert run_cell("plugged", case, function, torch.float64, "cpu").status == "pass"
+
+
+def test_a_strategy_from_a_temporary_package_is_in_the_conformance_matrix_and_the_benchmark(
+        tmp_path, monkeypatch, fresh_registry):
+    """One file and its entry point: the strategy, with its own unsupported data, is checked by the conformance
+    matrix (its declared refusals marked as such) and measured by the benchmark engine."""
+    (tmp_path / "one_file_strategy.py").write_text(textwrap.dedent('''
+        from gvp_bench.kit import Strategy, Unsupported, UnsupportedError, get_strategy
+
+        class ReverseOnly(Strategy):
+            """vᵀJ by another strategy's reverse mode; no J v."""
+            unsupported = (Unsupported(("jvp", "model_jvp", "batch_jvp"), "reverse mode only", "no J v here"),)
+
+            def _vjp(self, func, params, v, create_graph):
+                return get_strategy("double_backward").implementation("vjp")(func, params, v, create_graph)
+
+            def _batch_vjp(self, func, params, vs, create_graph):
+                return get_strategy("double_backward").implementation("batch_vjp")(func, params, vs, create_graph)
+
+            def _full_jacobian(self, func, params, create_graph):
+                return get_strategy("double_backward").implementation("full_jacobian")(func, params, create_graph)
+
+            def _jvp(self, func, params, tangents, create_graph):
+                raise UnsupportedError(self.name, "reverse mode only")
+
+            _batch_jvp = _jvp
+    '''))
+    dist_info = tmp_path / "one_file_strategy-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: one-file-strategy\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[gvp_bench.strategies]\nreverse_only = one_file_strategy:ReverseOnly\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "reverse_only" in gvp_bench.strategies()
+
+    frame = support_matrix(cells(["reverse_only"], [case_by_name("vector_output")], ("float64",), ("cpu",)))
+    marks = pivot(frame)["reverse_only"].droplevel(["device", "dtype", "case"])
+    assert {function: marks[function] for function in ("jvp", "batch_jvp", "vjp", "batch_vjp", "full_jacobian")} == {
+        "jvp": "unsupported", "batch_jvp": "unsupported", "vjp": "pass", "batch_vjp": "pass", "full_jacobian": "pass"}
+
+    suite = workloads.get_suite("quick")
+    measured = workloads.expand(suite, models=["mlp"], ops=["vjp", "jvp"], strategy_names=["reverse_only"])
+    assert sorted((w.op, w.strategy) for w in measured) == [("jvp", "reverse_only"), ("vjp", "reverse_only")]
+    assert "reverse_only" in {w.strategy for w in workloads.expand(suite, models=["mlp"], ops=["vjp"])}
+    settings = runner.Settings(threads=1, min_run_time=0.001, max_run_time=0.01, timeout_s=60)
+    rows = {w.op: runner.measure_cell(w, settings) for w in measured}
+    assert rows["vjp"]["status"] == "ok" and rows["jvp"]["status"] == "unsupported"
+
+
+def test_an_undeclared_refusal_is_marked_in_the_matrix(monkeypatch):
+    """A strategy that refuses what it did not declare: the matrix marks the cell UNDECLARED."""
+    monkeypatch.setattr(FuncVmap, "unsupported", ())
+    broken = case_by_name("custom_function_backward_only")
+    frame = support_matrix(cells(["func_vmap"], [broken], ("float64",), ("cpu",)))
+    assert (pivot(frame)["func_vmap"] == "UNDECLARED").any()
 
 
 def test_a_broken_plug_in_warns_and_the_others_still_load(tmp_path, monkeypatch, fresh_registry):

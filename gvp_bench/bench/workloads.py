@@ -15,18 +15,17 @@ import functools
 import hashlib
 import itertools
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from .. import jax_side, zoo
 from ..registry import get_strategy, strategies
+from .cell import Prepared, materials
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 BATCH_OPS = ("batch_jvp", "batch_vjp")
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
-SEED = 0  # weights, inputs and vectors of every cell are drawn from it
 
 
 @dataclass(frozen=True)
@@ -138,40 +137,6 @@ def shard(workloads, index, count):
     return [workload for workload in workloads if owner(workload) == index]
 
 
-@dataclass
-class Prepared:
-    """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload.
-
-    A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
-    and its memory is JAX's own, which torch's counters do not see.
-    """
-
-    workload: Workload
-    strategy: object
-    product: Callable
-    forward: Callable
-    framework: str = "torch"
-
-    def workarounds(self):
-        """The workarounds the strategy needed in its latest call."""
-        return list(self.strategy.last_workarounds) if self.strategy is not None else []
-
-    def chunking(self):
-        """The chunk size and memory budget of the latest call (gvp_bench.chunking), None where it does not chunk."""
-        return dict(chunk_size=getattr(self.strategy, "last_chunk_size", None),
-                    memory_budget_bytes=getattr(self.strategy, "last_memory_budget_bytes", None))
-
-
-def _vectors(op, params, output, k, draw):
-    """The vectors op multiplies by: tangents shaped like the params, or cotangents like the output."""
-    batch = (k,) if op in BATCH_OPS else ()
-    if op == "full_jacobian":
-        return ()
-    if op.endswith("jvp"):
-        return ([draw(batch + tuple(p.shape)) for p in params],)
-    return (draw(batch + tuple(output.shape)),)
-
-
 @functools.cache
 def sizes(model, size):
     """The fields of a row that say how big its workload is (auto's results lookup compares them):
@@ -180,27 +145,13 @@ def sizes(model, size):
     return dict(parameters=entry.parameter_count, outputs=entry.output_size)
 
 
-def materials(workload):
-    """The zoo model (eval mode) of ``workload`` and the vectors its op multiplies by, drawn from :data:`SEED`."""
-    dtype = getattr(torch, workload.dtype)
-    entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
-    with torch.no_grad():
-        output = entry.func()()
-    generator = torch.Generator().manual_seed(SEED)
-
-    def draw(shape):
-        return torch.randn(shape, generator=generator, dtype=dtype).to(workload.device)
-
-    return entry, _vectors(workload.op, entry.params, output, workload.k, draw)
-
-
 def framework(strategy_name):
     """``"jax"`` for the JAX side-by-side rows, ``"torch"`` for the strategies."""
     return jax_side.FRAMEWORK if strategy_name in jax_side.STRATEGIES else "torch"
 
 
 def prepare(workload):
-    """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
+    """Build ``workload``'s zoo model (eval mode) and vectors (gvp_bench.bench.cell); the calls to measure."""
     if framework(workload.strategy) == jax_side.FRAMEWORK:
         from ..jax_side.cells import prepare as prepare_jax  # imports JAX: only for its cells
 

@@ -50,6 +50,7 @@ class Case:
     second_order: bool = False  # also check create_graph=True against finite differences
     analytic_jacobian: Optional[Callable] = None  # params -> J as an (outputs, params) matrix
     tags: tuple = field(default_factory=tuple)
+    features: tuple = ()  # what its cells exercise, names from gvp_bench.support.FEATURES (see exercises)
 
     @property
     def is_model(self):
@@ -58,6 +59,17 @@ class Case:
     @property
     def functions(self):
         return FUNC_FUNCTIONS + (MODEL_FUNCTIONS if self.is_model else ())
+
+    def exercises(self, function, device):
+        """The features (gvp_bench.support.FEATURES) the cell of ``function`` on ``device`` exercises: the
+        function, the device, create_graph for second-order cases, and the case's own features (but
+        model_jvp / model_vjp make their own closure: no random_state_closure)."""
+        features = {function, torch.device(device).type, *self.features}
+        if self.second_order:
+            features.add("create_graph")
+        if function in MODEL_FUNCTIONS:
+            features.discard("random_state_closure")
+        return features
 
     def seeded(self):
         """A context in which the global random state starts from the case's seed, restored after.
@@ -237,17 +249,18 @@ CASES = [
     Case("second_order", "a nonlinear function of two params, create_graph checked", _second_order,
          second_order=True),
     Case("custom_function", "a custom autograd.Function with backward, jvp and a vmap rule",
-         _custom_function(_CubeWithJvp)),
+         _custom_function(_CubeWithJvp), features=("custom_function_jvp",)),
     Case("custom_function_backward_only", "a custom autograd.Function with a backward formula only",
-         _custom_function(CubeBackwardOnly)),
+         _custom_function(CubeBackwardOnly), features=("custom_function_backward_only",)),
     Case("mlp_frozen", "an nn.Sequential MLP with a frozen bias", _mlp_frozen, second_order=True, tags=("model",)),
     Case("batchnorm_train", "BatchNorm1d in train mode: batch statistics, buffers unchanged",
-         _batchnorm("train"), tags=("model",)),
+         _batchnorm("train"), tags=("model",), features=("random_state_closure",)),
     Case("batchnorm_eval", "BatchNorm1d in eval mode: running statistics, buffers unchanged",
          _batchnorm("eval"), tags=("model",)),
     Case("dropout_eval", "Dropout in eval mode (the identity)", _dropout("eval"), tags=("model",)),
     Case("dropout_train", "Dropout in train mode: one mask for every forward pass of the call",
-         _dropout("train"), second_order=True, tags=("model",)),
+         _dropout("train"), second_order=True, tags=("model",),
+         features=("random_numbers", "random_state_closure")),
 ]
 
 
@@ -260,7 +273,7 @@ def _zoo_model(name, mode):
 
 ZOO_CASES = [
     Case(f"zoo_{name}_{mode}", f"zoo model {name} (tiny) in {mode} mode: {zoo.describe(name)}", _zoo_model(name, mode),
-         tags=("model", "zoo"))
+         tags=("model", "zoo"), features=("random_state_closure",) if mode == "train" else ())
     for name in zoo.names() for mode in ("train", "eval")
 ]
 CASES = CASES + ZOO_CASES

@@ -1,0 +1,55 @@
+"""What a strategy does not support, declared as data on its class.
+
+A strategy lists what it refuses in its ``unsupported`` class attribute: a tuple of
+:class:`Unsupported`, each naming features from :data:`FEATURES` and words of the reason its
+:class:`~gvp_bench.errors.UnsupportedError` gives. The conformance harness reads the
+declarations: a cell whose features a declaration names may be unsupported (with those words in
+its reason); any other unsupported cell is a regression. The conformance matrix marks which
+unsupported cells were declared, and ``docs/strategies.md`` lists them.
+"""
+
+from dataclasses import dataclass
+
+FUNCTIONS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
+
+FEATURES = {
+    **{function: f"the {function} function" for function in FUNCTIONS},
+    "create_graph": "create_graph=True: results that can be differentiated again",
+    "cpu": "params on the CPU",
+    "cuda": "params on a CUDA device",
+    "custom_function_jvp": "func calls a custom torch.autograd.Function that defines its own jvp",
+    "custom_function_backward_only": "func calls a custom torch.autograd.Function with a backward formula only",
+    "random_numbers": "func draws random numbers (dropout in train mode)",
+    "random_state_closure": "func sets the random state on every call (model_closure of a model in train mode)",
+}
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A strategy refuses any call that exercises one of ``features`` (names from :data:`FEATURES`),
+    raising UnsupportedError with ``reason`` among the words of its reason; ``why`` says why, in words."""
+
+    features: tuple
+    reason: str
+    why: str
+
+    def __post_init__(self):
+        if isinstance(self.features, str):
+            raise TypeError(f"features must be a tuple of feature names, got the string {self.features!r}")
+        unknown = [feature for feature in self.features if feature not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown feature {', '.join(map(repr, unknown))}; valid features: {', '.join(FEATURES)}")
+
+    def applies(self, features):
+        """Whether a call exercising ``features`` (a set of names) is refused by this declaration."""
+        return any(feature in features for feature in self.features)
+
+
+def declared(strategy, features):
+    """The declarations of ``strategy`` (a Strategy or its class) that refuse a call exercising ``features``."""
+    return [entry for entry in getattr(strategy, "unsupported", ()) if entry.applies(set(features))]
+
+
+def explains(strategy, features, reason):
+    """Whether an UnsupportedError with ``reason`` is one ``strategy`` declared for a call exercising ``features``."""
+    return any(entry.reason in reason for entry in declared(strategy, features))
