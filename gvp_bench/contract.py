@@ -140,8 +140,8 @@ class Strategy(abc.ABC):
         scoped workaround (gvp_bench.workarounds), the product is run again inside it. The
         workarounds a workload needed are remembered under its signature (see
         gvp_bench.signature), so later calls start inside them instead of failing
-        first; the signature (2-4 µs) is only taken once some workload of this strategy has
-        needed a workaround.
+        first; the signature (a few microseconds) is only taken once some workload of this strategy
+        has needed a workaround.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None

@@ -16,15 +16,15 @@ Deciding:
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
    candidates in the order of their measured medians there (gvp_bench.autotune.measured);
-   when several were measured within 1.3x of the best, a calibration among those alone
+   when several were measured close to the best (``CLOSE``), a calibration among those alone
    settles the close call (in mode ``results``, which never times, the measured best answers).
 3. Otherwise it calibrates: it times the candidates on this very call, briefly (a warm-up
-   each, then rounds of one run each, about 30 ms per candidate at most 20 rounds), drops those
+   each, then a few rounds of one run each, within a small time budget per candidate), drops those
    that are slow, over the memory budget or unsupported, and answers with one ordinary call of
    the fastest (gvp_bench.autotune.calibration).
 
 ``GVP_BENCH_AUTO=rule`` (or ``gvp_bench.configure_auto(mode="rule")``) opts out: the fixed
-rule only, no timing, deterministic. The fixed rule (from the measurements in DESIGN.md):
+rule only, no timing, deterministic. The fixed rule (from the reference measurements):
 
 - J v: forward_dual (fastest single JVP measured on MLP and CNN, CPU and GPU), then func_vmap,
   then double_backward (reverse-mode formulas only).
@@ -58,8 +58,8 @@ _BATCH_VJP = {"cuda": ("func_vmap", "double_backward", "forward_dual"),
               "cpu": ("forward_dual", "double_backward", "func_vmap")}
 _REVERSE_JACOBIAN = ("func_vmap", "jacrev_chunked", "double_backward", "forward_dual")
 _FORWARD_JACOBIAN = ("forward_dual", "func_vmap", "jacrev_chunked", "double_backward")
-# reference_loop: the slow baseline by construction; linearize: its tracing (50-70 ms a call on the 2-core CPU)
-# lost to func_vmap at every k measured, and timing it would add a tenth of a second to every calibration.
+# reference_loop: the slow baseline by construction; linearize: its tracing on every call lost to func_vmap at
+# every k measured, and timing it would make every calibration much longer.
 _NEVER_CANDIDATES = ("reference_loop", "linearize")
 
 

@@ -24,9 +24,9 @@ it takes no memory budget.
 
 When it wins: repeated products at fixed shapes whose time goes on launching many small
 operators (launch-bound models on the GPU, small models on the CPU), where inductor fuses them.
-Its first call per workload compiles: 1-3 s for a tiny problem on 2 cores, 10-15 s for the first
-in a process, which starts inductor (auto never calibrates it; the benchmark records it as
-``first_call_s``).
+Its first call per workload compiles, which takes seconds, more for the first in a process, which
+starts inductor: it pays off only over many calls (auto never calibrates it unless allowed to
+compile; the benchmark records the first call as ``first_call_s``).
 """
 
 import contextlib

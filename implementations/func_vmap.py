@@ -8,20 +8,10 @@ mask), and the Jacobian is vmap over the pullback with the rows of the identity.
 Jacobians run in chunks of rows that fit a memory budget (``chunk_size="auto"``, the default;
 see gvp_bench.chunking), or ``chunk_size`` rows at a time.
 
-When it wins: batches of products on a GPU, where one batched kernel replaces k launches
-(16 JVPs of an MLP: 1.13 ms against 13.1 ms for a loop on an H100). It costs memory: vmap
-holds all the chunk's tangents' intermediates at once (1.84 GB against 0.16 GB for a loop on
-a small CNN, unchunked), and on a 2-core CPU it often gains nothing over a loop.
-
-Where model_jvp's time goes (zoo mlp medium: 784-1024-1024-10 on 64 inputs, float32, one thread
-of a 2-core Xeon, torch 2.14; thread CPU time, medians of 95-140 interleaved blocked_autorange
-blocks, two runs): 6.1-6.2 ms against 1.85 ms for the no-grad forward, 3.3x. torch.func.jvp runs
-the same operators as forward_dual (see its docstring): 3.0 forward passes of matrix products
-instead of 2.57, one of them a GEMM on the materialised zero tangent of the input (0.7 ms), and
-0.2-0.3 ms more than forward_dual for the functorch layer (written by hand over functional_call,
-in the same runs: torch.func.jvp 6.05-6.29 ms, dual tensors 5.74-5.93 ms). Its fixed cost (the
-whole call on the tiny MLP) is about 0.29 ms. Loaded runs that read 6-7x timed preemption, not
-work.
+When it wins: batches of products on a GPU, where one batched kernel replaces k launches. It
+costs memory: vmap holds the intermediates of every row of a chunk at once (the memory budget
+bounds it), and on a CPU with few cores a batched kernel often gains nothing over a loop. A single
+J v runs the same operators as forward_dual, plus the functorch layer's overhead per call.
 """
 
 from torch.func import jvp, vjp, vmap
