@@ -77,7 +77,7 @@ def _recommend(args):
     from .measurements import load_cells
 
     chosen = recommend.recommend(load_cells(args.results), args.op, args.model, args.size, args.device, args.dtype,
-                                 args.k)
+                                 args.k, allow_compile=args.allow_compile)
     print(recommend.render(chosen))
     return 0 if len(chosen.ranked) else 1
 
@@ -119,12 +119,16 @@ def build_parser():
     recommend = commands.add_parser("recommend", help="rank the strategies for a workload from measured results")
     recommend.add_argument("--op", required=True, help="jvp, vjp, model_jvp, model_vjp, batch_jvp, batch_vjp, ...")
     recommend.add_argument("--model", required=True, help="a zoo model, e.g. mlp")
-    recommend.add_argument("--size", help="tiny, small, medium or large (default: the largest measured)")
+    recommend.add_argument("--size", help="tiny, small, medium or large (default: the largest measured for the op, "
+                                          "model and device); never answered from another size's results")
     recommend.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                           help="default: cuda when this machine has it, else cpu")
-    recommend.add_argument("--dtype", default="float32")
+                           help="cpu or cuda (default: cuda when this machine has it, else cpu); never answered "
+                                "from another device's results")
+    recommend.add_argument("--dtype", default="float32", help="float32 or float64 (default: float32)")
     recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
     recommend.add_argument("--results", nargs="+", default=["results"], help="files or folders (default: results)")
+    recommend.add_argument("--allow-compile", action="store_true",
+                           help="lead with a strategy that compiles on its first call (seconds) when it is the fastest")
     recommend.set_defaults(run=_recommend)
     compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression")
     compare.add_argument("base", help="results file or folder of the baseline")
