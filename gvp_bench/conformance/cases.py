@@ -238,7 +238,7 @@ def _documented_jacobian(x):
 
 
 CASES = [
-    Case("documented_example", "the seed's example: [x0², 3x1²] at x = [1, 2]", _documented_example,
+    Case("documented_example", "the documented example: [x0², 3x1²] at x = [1, 2]", _documented_example,
          second_order=True, analytic_jacobian=_documented_jacobian),
     Case("scalar_output", "a 0-d output, one matrix param", _scalar_output),
     Case("vector_output", "a vector output, params of different shapes (matrix and vector)", _vector_output),
