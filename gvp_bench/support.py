@@ -21,6 +21,7 @@ FEATURES = {
     "custom_function_backward_only": "func calls a custom torch.autograd.Function with a backward formula only",
     "random_numbers": "func draws random numbers (dropout in train mode)",
     "random_state_closure": "func sets the random state on every call (model_closure of a model in train mode)",
+    "recurrent_module": "func runs an nn.RNN, nn.GRU or nn.LSTM",
 }
 
 
@@ -53,3 +54,14 @@ def declared(strategy, features):
 def explains(strategy, features, reason):
     """Whether an UnsupportedError with ``reason`` is one ``strategy`` declared for a call exercising ``features``."""
     return any(entry.reason in reason for entry in declared(strategy, features))
+
+
+def refusals_table(named):
+    """A markdown table of what the strategies ``named`` ({name: Strategy}) declare they refuse, and why:
+    docs/strategies.md holds it for the built-in strategies (a test keeps the two the same)."""
+    lines = ["| strategy | refuses | why |", "|---|---|---|"]
+    for name, strategy in named.items():
+        for entry in strategy.unsupported:
+            refused = "; ".join(FEATURES[feature] for feature in entry.features)
+            lines.append(f"| `{name}` | {refused} | {entry.why} |")
+    return "\n".join(lines) + "\n"

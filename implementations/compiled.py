@@ -78,6 +78,8 @@ class Compiled(Delegating):
         Unsupported(("random_state_closure",), "from_the_drawn_state",
                     "dynamo cannot capture a closure that restores the random state on every call (model_closure "
                     "in train mode); model_jvp / model_vjp set it once around the compiled product instead"),
+        Unsupported(("recurrent_module",), "Attempted to wrap RNN, GRU, or LSTM",
+                    "dynamo does not capture torch's recurrent modules in a graph"),
     )
     # inductor's options: random operations as in eager (the same numbers from the same random state)
     compile_options = {"fallback_random": True}

@@ -1,5 +1,6 @@
 """The registry: entry points, in-process registration, and plug-ins getting the same conformance."""
 
+import pathlib
 import sys
 import textwrap
 from importlib.metadata import entry_points
@@ -141,3 +142,15 @@ def test_registered_strategy_is_checked_and_a_wrong_one_fails(monkeypatch):
     finally:
         gvp_bench.unregister("wrong")
     assert "wrong" not in gvp_bench.strategies()
+
+
+def test_the_strategies_page_lists_what_each_built_in_strategy_declares_it_refuses():
+    """docs/strategies.md holds the refusals table of the strategies this distribution's entry points declare."""
+    from importlib.metadata import distribution
+
+    from gvp_bench import support
+
+    built_in = sorted(ep.name for ep in distribution("gvp-bench").entry_points if ep.group == registry.ENTRY_POINT_GROUP)
+    table = support.refusals_table({name: gvp_bench.get_strategy(name) for name in built_in})
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "strategies.md").read_text()
+    assert table in page, "docs/strategies.md's refusals table is out of date: paste support.refusals_table's output"

@@ -271,9 +271,11 @@ def _zoo_model(name, mode):
     return build
 
 
+_RECURRENT = ("lstm", "gru")  # the zoo models that run nn.LSTM / nn.GRU
 ZOO_CASES = [
     Case(f"zoo_{name}_{mode}", f"zoo model {name} (tiny) in {mode} mode: {zoo.describe(name)}", _zoo_model(name, mode),
-         tags=("model", "zoo"), features=("random_state_closure",) if mode == "train" else ())
+         tags=("model", "zoo"), features=(("random_state_closure",) if mode == "train" else ())
+         + (("recurrent_module",) if name in _RECURRENT else ()))
     for name in zoo.names() for mode in ("train", "eval")
 ]
 CASES = CASES + ZOO_CASES
