@@ -38,20 +38,27 @@ def fresh_registry(monkeypatch):
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
 
 
+def _install(tmp_path, monkeypatch, package, entry_point, source=None):
+    """A package installed beside gvp-bench in tmp_path: its module (when ``source`` is given) and a dist-info
+    declaring ``entry_point`` ("name = module:Class") in the strategies group, on sys.path."""
+    if source is not None:
+        (tmp_path / f"{package}.py").write_text(textwrap.dedent(source))
+    dist_info = tmp_path / f"{package}-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\n{entry_point}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 def test_a_third_party_package_plugs_in_through_its_entry_point(tmp_path, monkeypatch, fresh_registry):
     """A package installed beside gvp-bench, declaring a strategy in its metadata only."""
-    (tmp_path / "thirdparty_strategy.py").write_text(textwrap.dedent('''
+    _install(tmp_path, monkeypatch, "thirdparty_strategy", "plugged = thirdparty_strategy:Plugged", '''
         from implementations.func_vmap import FuncVmap
 
         class Plugged(FuncVmap):
             """A third party's strategy (func_vmap under another name)."""
             name = "plugged"
-    '''))
-    dist_info = tmp_path / "thirdparty_strategy-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-strategy\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[gvp_bench.strategies]\nplugged = thirdparty_strategy:Plugged\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    ''')
     assert "plugged" in gvp_bench.strategies()
     for case in CASES[:3]:
         for function in case.functions:
@@ -62,7 +69,7 @@ def test_a_strategy_from_a_temporary_package_is_in_the_conformance_matrix_and_th
         tmp_path, monkeypatch, fresh_registry):
     """One file and its entry point: the strategy, with its own unsupported data, is checked by the conformance
     matrix (its declared refusals marked as such) and measured by the benchmark engine."""
-    (tmp_path / "one_file_strategy.py").write_text(textwrap.dedent('''
+    _install(tmp_path, monkeypatch, "one_file_strategy", "reverse_only = one_file_strategy:ReverseOnly", '''
         from gvp_bench.kit import Strategy, Unsupported, UnsupportedError, get_strategy
 
         class ReverseOnly(Strategy):
@@ -82,12 +89,7 @@ def test_a_strategy_from_a_temporary_package_is_in_the_conformance_matrix_and_th
                 raise UnsupportedError(self.name, "reverse mode only")
 
             _batch_jvp = _jvp
-    '''))
-    dist_info = tmp_path / "one_file_strategy-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: one-file-strategy\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[gvp_bench.strategies]\nreverse_only = one_file_strategy:ReverseOnly\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    ''')
     assert "reverse_only" in gvp_bench.strategies()
 
     frame = support_matrix(cells(["reverse_only"], [case_by_name("vector_output")], ("float64",), ("cpu",)))
@@ -113,11 +115,7 @@ def test_an_undeclared_refusal_is_marked_in_the_matrix(monkeypatch):
 
 
 def test_a_broken_plug_in_warns_and_the_others_still_load(tmp_path, monkeypatch, fresh_registry):
-    dist_info = tmp_path / "broken_strategy-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-strategy\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[gvp_bench.strategies]\nbroken = no_such_module:Nothing\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _install(tmp_path, monkeypatch, "broken_strategy", "broken = no_such_module:Nothing")
     with pytest.warns(RuntimeWarning, match="broken"):
         names = gvp_bench.strategies()
     assert "broken" not in names and "func_vmap" in names
