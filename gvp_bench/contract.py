@@ -94,9 +94,10 @@ def _finish(results, create_graph):
 class Strategy(abc.ABC):
     """One way of computing J v, vᵀJ and J for ``func``, a zero-argument closure over ``params``.
 
-    Subclasses set ``name`` and implement the five products below; they receive params as a
-    tuple, JVP tangents as a tuple matching params (batches with the batch dimension first),
-    and VJP cotangents raw, to check with ``check_cotangent`` once they know func()'s output.
+    Subclasses set ``name``, implement the five products below and declare what they refuse in
+    ``unsupported`` (gvp_bench.support); they receive params as a tuple, JVP tangents as a tuple
+    matching params (batches with the batch dimension first), and VJP cotangents raw, to check with
+    ``check_cotangent`` once they know func()'s output. gvp_bench.kit gathers what they need.
     """
 
     name = None
