@@ -12,6 +12,7 @@ _EXPORTS = {
     "configure_auto": ".autotune",
     "strategies": ".registry", "get_strategy": ".registry", "register": ".registry", "unregister": ".registry",
     "Strategy": ".contract", "UnsupportedError": ".errors",
+    "Workload": ".workload", "benchmark": ".bench.own",
 }
 
 __all__ = list(_EXPORTS)

@@ -6,6 +6,7 @@ answer without importing torch; ``run``'s options (which list the suites) are bu
 """
 
 import argparse
+import os
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
@@ -25,15 +26,24 @@ def _conformance(args):
     from tqdm import tqdm
 
     from .conformance import CASES, case_by_name, cells, pivot, support_matrix
+    from .conformance import own as own_conformance
     from .conformance.matrix import available_devices
     from .registry import get_strategy
+    from .workload_specs import load as load_workload
 
     for name in args.strategies or []:
         get_strategy(name)  # an unknown name fails here with the list of valid ones
     torch.set_num_threads(1)  # tiny models: more intra-op threads only add synchronisation
-    cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
     devices = args.devices or available_devices()
-    selected = list(cells(args.strategies, cases, args.dtypes, devices))
+    if args.workload:
+        if args.cases:
+            raise ValueError("--cases picks built-in cases: with --workload only the workloads given are checked")
+        workloads = [load_workload(spec) for spec in args.workload]
+        selected = list(own_conformance.cells(workloads, args.strategies, args.dtypes, args.devices))
+        devices = sorted({cell[-1] for cell in selected})
+    else:
+        cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
+        selected = list(cells(args.strategies, cases, args.dtypes or list(DTYPES), devices))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with tqdm(total=len(selected), desc="conformance", unit="cell", file=sys.stderr,
@@ -62,9 +72,18 @@ def _zoo(args):
     import pandas as pd
 
     from . import zoo
+    from .workload import SIZE as WORKLOAD_SIZE
+    from .workload_specs import installed as installed_workloads, load as load_workload
 
     rows = []
-    for name in args.models or zoo.names():
+    installed = installed_workloads()
+    for name in args.models or zoo.names() + sorted(installed):
+        if name in installed and name not in zoo.names():  # a package's own workload (gvp_bench.workloads)
+            workload = load_workload(name)
+            rows.append(dict(model=name, size=WORKLOAD_SIZE, parameters=workload.parameter_count,
+                             outputs=workload.output_size, forward_flops=None,
+                             description=f"installed workload ({installed[name].value})"))
+            continue
         for size in args.sizes or zoo.SIZES:
             model = zoo.build(name, size, device="meta")  # shapes only: the forward pass that counts is cheap
             outputs, flops = model.forward_costs()
@@ -88,11 +107,44 @@ def _recommend(args):
     from . import recommend
     from .measurements import load_cells
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = recommend.recommend(load_cells(args.results), args.op, args.model, args.size, device, args.dtype,
-                                 args.k, allow_compile=args.allow_compile)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if (args.model is None) == (args.workload is None):
+        raise ValueError("recommend needs one of --model (a zoo model) or --workload (your own)")
+    if args.workload is None:
+        cells, model, dtype = load_cells(args.results or ["results"]), args.model, args.dtype or "float32"
+    else:
+        from .workload_specs import load as load_workload
+
+        workload = load_workload(args.workload)
+        model, dtype = workload.name, args.dtype
+        cells = load_cells(args.results) if args.results else _measure_for_recommend(workload, args)
+    chosen = recommend.recommend(cells, args.op, model, args.size, args.device, dtype, args.k,
+                                 allow_compile=args.allow_compile)
     print(recommend.render(chosen))
     return 0 if len(chosen.ranked) else 1
+
+
+def _measure_for_recommend(workload, args):
+    """The cells of ``args.op`` on ``workload``, measured now with every strategy (into --out, or a file
+    removed after)."""
+    import tempfile
+
+    from .bench.own import measure
+    from .measurements import load_cells
+
+    print(f"gvp-bench: no --results given: measuring {args.op} on {workload.name} with "
+          f"{', '.join(args.strategies) if args.strategies else 'every strategy'} now", file=sys.stderr)
+    options = dict(devices=[args.device], dtypes=[args.dtype] if args.dtype else None, ops=[args.op],
+                   strategies=args.strategies, ks=[args.k or 8], progress=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.out:
+            measure([workload], args.out, **options)
+            return load_cells([args.out])
+        with tempfile.TemporaryDirectory(prefix="gvp-bench-") as folder:
+            path = os.path.join(folder, "results.jsonl")
+            measure([workload], path, **options)
+            return load_cells([path])
 
 
 def _compare(args):
@@ -110,6 +162,14 @@ def _targets(args):
     outcomes = targets.check(load_cells(args.results))
     print(targets.render(outcomes))
     return 1 if any(outcome.verdict == "MISSED" for outcome in outcomes) else 0
+
+
+def _selftest(args):
+    import torch
+
+    from . import selftest
+
+    return 1 if selftest.run(args.device or ("cuda" if torch.cuda.is_available() else "cpu"), args.quick) else 0
 
 
 def _version():
@@ -132,7 +192,12 @@ def build_parser(command=None):
                     "the strategy) or UNDECLARED. Exits 1 on a failure or an undeclared refusal.")
     conformance.add_argument("--strategies", type=_names, help="comma-separated names (default: all registered)")
     conformance.add_argument("--cases", type=_names, help="comma-separated case names (default: all)")
-    conformance.add_argument("--dtypes", type=_names, default=list(DTYPES), help="float32,float64 (default: both)")
+    conformance.add_argument("--workload", action="append", metavar="FILE.py:FUNCTION",
+                             help="check the strategies on your own model instead of the built-in cases: "
+                                  "FILE.py:FUNCTION, package.module:FUNCTION or an installed workload's name "
+                                  "(as for gvp-bench run); repeatable")
+    conformance.add_argument("--dtypes", type=_names,
+                             help="float32,float64 (default: both; a closure workload: its own)")
     conformance.add_argument("--devices", type=_names, help="cpu,cuda (default: cpu, and cuda when present)")
     conformance.add_argument("--format", choices=["text", "markdown"], default="text")
     conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
@@ -150,15 +215,22 @@ def build_parser(command=None):
                                                 "of the device and size asked answer; leads with the fastest "
                                                 "strategy that does not compile unless --allow-compile.")
     recommend.add_argument("--op", required=True, help="jvp, vjp, model_jvp, model_vjp, batch_jvp, batch_vjp, ...")
-    recommend.add_argument("--model", required=True, help="a zoo model, e.g. mlp")
+    recommend.add_argument("--model", help="a zoo model, e.g. mlp")
+    recommend.add_argument("--workload", metavar="FILE.py:FUNCTION",
+                           help="your own model instead (as for gvp-bench run): ranked from --results when given, "
+                                "else measured now")
     recommend.add_argument("--size", help="tiny, small, medium or large (default: the largest measured for the op, "
                                           "model and device); never answered from another size's results")
     recommend.add_argument("--device",
                            help="cpu or cuda (default: cuda when this machine has it, else cpu); never answered "
                                 "from another device's results")
-    recommend.add_argument("--dtype", default="float32", help="float32 or float64 (default: float32)")
+    recommend.add_argument("--dtype", help="float32 or float64 (default: float32; a --workload: its own)")
     recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
-    recommend.add_argument("--results", nargs="+", default=["results"], help="files or folders (default: results)")
+    recommend.add_argument("--results", nargs="+", help="files or folders (default: results; with --workload: "
+                                                         "measure now)")
+    recommend.add_argument("--strategies", type=_names, help="with --workload and no --results: measure only these "
+                                                             "(default: all registered)")
+    recommend.add_argument("--out", help="with --workload and no --results: keep the measurements in this results file")
     recommend.add_argument("--allow-compile", action="store_true",
                            help="lead with a strategy that compiles on its first call (seconds) when it is the fastest")
     recommend.set_defaults(run=_recommend)
@@ -184,6 +256,14 @@ def build_parser(command=None):
     zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
     zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
     zoo_command.set_defaults(run=_zoo)
+    selftest = commands.add_parser("selftest", help="exercise every CUDA path once (minutes): one ok / FAIL / skip "
+                                                    "line per check; exits 1 on a FAIL",
+                                   description="Exercise every CUDA path once (minutes): one ok / FAIL / skip line "
+                                               "per check; exits 1 on a FAIL.")
+    selftest.add_argument("--device", choices=["cpu", "cuda"],
+                          help="default: cuda when this machine has it, else cpu (the same checks, CUDA's skipped)")
+    selftest.add_argument("--quick", action="store_true", help="fewer strategies per case, fewer ops in the run")
+    selftest.set_defaults(run=_selftest)
     if command in (None, "run"):
         from .bench import command as bench_command
 
@@ -207,6 +287,10 @@ def main(argv=None):
     try:
         return args.run(args)
     except ValueError as error:
+        specs = sys.modules.get(f"{__package__}.workload_specs")  # loaded by the commands that take --workload
+        if specs is not None and isinstance(error, specs.WorkloadSpecError):  # a usage error, as argparse's: 2
+            print(f"gvp-bench: --workload: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         raise SystemExit(f"gvp-bench: {error}") from None
 
 

@@ -88,6 +88,13 @@ class Compiled(Delegating):
         self._compiled = {}  # workload signature -> compiled product
         self._eager = _eager()
 
+    def release(self):
+        """Drop the compiled products and reset dynamo (its caches, and the CUDA-graph trees with their memory
+        pools): process-wide, so other torch.compile'd code here compiles again too."""
+        if self._compiled:
+            self._compiled.clear()
+            torch._dynamo.reset()
+
     def delegate(self, product, func, params, *args):
         """The compiled product for this workload signature, compiled on its first call."""
         if args[-1]:

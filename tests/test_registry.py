@@ -98,7 +98,8 @@ def test_a_strategy_from_a_temporary_package_is_in_the_conformance_matrix_and_th
         "jvp": "unsupported", "batch_jvp": "unsupported", "vjp": "pass", "batch_vjp": "pass", "full_jacobian": "pass"}
 
     suite = workloads.get_suite("quick")
-    measured = workloads.expand(suite, models=["mlp"], ops=["vjp", "jvp"], strategy_names=["reverse_only"])
+    measured = [w for w in workloads.expand(suite, models=["mlp"], ops=["vjp", "jvp"], strategy_names=["reverse_only"])
+                if w.size == "tiny"]
     assert sorted((w.op, w.strategy) for w in measured) == [("jvp", "reverse_only"), ("vjp", "reverse_only")]
     assert "reverse_only" in {w.strategy for w in workloads.expand(suite, models=["mlp"], ops=["vjp"])}
     settings = runner.Settings(threads=1, min_run_time=0.001, max_run_time=0.01, timeout_s=60)

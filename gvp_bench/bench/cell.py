@@ -43,16 +43,26 @@ def _vectors(op, params, output, k, draw):
     if op == "full_jacobian":
         return ()
     if op.endswith("jvp"):
-        return ([draw(batch + tuple(p.shape)) for p in params],)
+        tensors = params.values() if isinstance(params, dict) else params  # a user's params may be a dict
+        return ([draw(batch + tuple(p.shape)) for p in tensors],)
     return (draw(batch + tuple(output.shape)),)
 
 
+def closure(entry):
+    """The zero-argument closure of a zoo model (a new one per call) or of a user's workload."""
+    return entry.func() if isinstance(entry, zoo.ZooModel) else entry.func
+
+
 def materials(workload):
-    """The zoo model (eval mode) of ``workload`` and the vectors its op multiplies by, drawn from :data:`SEED`."""
+    """The zoo model (eval mode) of ``workload``, or the user's workload in the cell's dtype and device, and
+    the vectors its op multiplies by, drawn from :data:`SEED`."""
     dtype = getattr(torch, workload.dtype)
-    entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
+    if workload.source is not None:
+        entry = workload.source.to(workload.device, dtype)
+    else:
+        entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
     with torch.no_grad():
-        output = entry.func()()
+        output = closure(entry)()
     generator = torch.Generator().manual_seed(SEED)
 
     def draw(shape):

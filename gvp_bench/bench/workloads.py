@@ -14,13 +14,13 @@ and the asv benchmarks in ``suites/`` all use it.
 import functools
 import hashlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .. import jax_side, zoo
 from ..registry import get_strategy, strategies
-from .cell import Prepared, materials
+from .cell import Prepared, closure, materials
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 BATCH_OPS = ("batch_jvp", "batch_vjp")
@@ -39,6 +39,8 @@ class Workload:
     device: str
     dtype: str
     k: int | None = None  # vectors per call, for the batch ops; None for the others
+    # the user's gvp_bench.Workload this cell measures (named in ``model``); None for a zoo model
+    source: object = field(default=None, compare=False, repr=False)
 
     def key(self):
         return (self.op, self.model, self.size, self.strategy, self.device, self.dtype, self.k)
@@ -62,13 +64,16 @@ class Suite:
     max_run_time: float     # seconds of samples at most, unless the samples are already stable
     timeout_s: float        # a cell (warm-up, timing, memory, forward) past this is recorded as timeout
     ops: tuple = OPS        # the ops measured
+    budget_s: float | None = None  # a cell one call of which would not fit this is skipped (bench.budget)
 
 
 SUITES = {suite.name: suite for suite in (
-    Suite("quick", "every strategy and op on five zoo models (CPU-friendly sizes), float32, k=8",
-          models=(("mlp", "tiny"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
-                  ("scalar5", "small")),
-          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60),
+    Suite("quick", "every strategy and op on the mlp, cnn and transformer at tiny size, the mlp at small size, "
+                   "where arithmetic dominates (784-256-256-10), and scalar5, float32, k=8; a cell that cannot be "
+                   "measured within its budget of seconds is skipped",
+          models=(("mlp", "tiny"), ("mlp", "small"), ("cnn", "tiny"), ("transformer", "tiny"), ("scalar5", "small")),
+          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60,
+          budget_s=3),
     Suite("full", "every zoo model at small and medium size (and large on CUDA), k in 1, 8, 32, "
                   "float32 and float64",
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
@@ -83,6 +88,10 @@ SUITES = {suite.name: suite for suite in (
                    "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
           models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
           min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
+    Suite("scaling", "how cost grows: every strategy and op on the mlp, cnn and transformer at every zoo size, "
+                     "float32, k=8; a cell that cannot be measured within its budget of seconds is skipped",
+          models=tuple(itertools.product(("mlp", "cnn", "transformer"), zoo.SIZES)), cuda_models=(), ks=(8,),
+          dtypes=("float32",), min_run_time=0.05, max_run_time=0.3, timeout_s=120, budget_s=10),
 )}
 
 
@@ -101,8 +110,9 @@ def get_suite(name):
     return SUITES[_choose("suite", [name], SUITES)[0]]
 
 
-def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, jax=False):
-    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all).
+def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, ks=None, jax=False):
+    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all; ``ks``
+    replaces the suite's vectors per call of the batch ops).
 
     ``jax``: also the JAX side-by-side cells (gvp_bench.jax_side), for the models, ops and devices
     JAX has them for; none where JAX is not installed.
@@ -118,7 +128,7 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
         for dtype, (model, size), op in itertools.product(dtypes, pairs, ops):
             if model not in models:
                 continue
-            for k in suite.ks if op in BATCH_OPS else (None,):
+            for k in (ks or suite.ks) if op in BATCH_OPS else (None,):
                 cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names
                           if framework(name) == "torch" or jax_side.measures(name, op, model, device)]
     return cells
@@ -145,6 +155,13 @@ def sizes(model, size):
     return dict(parameters=entry.parameter_count, outputs=entry.output_size)
 
 
+def measured_sizes(workload):
+    """:func:`sizes` of the cell's zoo model, or of the user's workload it measures."""
+    if workload.source is None:
+        return sizes(workload.model, workload.size)
+    return dict(parameters=workload.source.parameter_count, outputs=workload.source.output_size)
+
+
 def framework(strategy_name):
     """``"jax"`` for the JAX side-by-side rows, ``"torch"`` for the strategies."""
     return jax_side.FRAMEWORK if strategy_name in jax_side.STRATEGIES else "torch"
@@ -161,7 +178,9 @@ def prepare(workload):
     if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
     else:
-        product = functools.partial(getattr(strategy, workload.op), entry.func(), entry.params, *vectors)
+        product = functools.partial(getattr(strategy, workload.op), closure(entry), entry.params, *vectors)
+    if workload.source is not None:
+        return Prepared(workload, strategy, product, entry.forward)
 
     @torch.no_grad()
     def forward():
