@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from .errors import UnsupportedError
+from .support import Unsupported
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -205,3 +206,15 @@ class product_scope:
                                  f"its weight so, as does any in-place update of a param inside func); params must be "
                                  f"left untouched: do the update outside func")
         return False
+
+
+# What a strategy that substitutes params inside the call (gvp_bench.functional) cannot see: declared by
+# each such strategy in its ``unsupported`` data (gvp_bench.support).
+SUBSTITUTION_BLIND_SPOTS = (
+    Unsupported(("graph_outside_func",), "cannot follow that graph",
+                "the params are substituted inside func's call: a tensor computed from a param before the call "
+                "keeps the graph to the original param, which the substituted products cannot follow"),
+    Unsupported(("product_of_product",), "a product of a product",
+                "a product inside func runs under this strategy's substitution or transform, which the inner "
+                "product cannot differentiate through: only strategies that follow autograd's graph compose"),
+)

@@ -69,8 +69,7 @@ class Noise:
     def of(cls, log_ratios):
         """z is where a logistic distribution of the spread puts the quantile 1 - ALPHA / N (5.2
         for 245 cells). The logistic's tails are exponential, heavier than a normal's: two honest
-        runs of the quick suite on the 2-core machine put a cell at 4.2 robust standard
-        deviations, beyond the normal quantile's 3.5."""
+        runs of the quick suite on a shared machine put a cell beyond the normal quantile."""
         log_ratios = log_ratios[np.isfinite(log_ratios)]
         spread, cells = stats.robust_spread(log_ratios), len(log_ratios)
         if cells < MIN_CELLS_FOR_NOISE:

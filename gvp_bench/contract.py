@@ -15,8 +15,8 @@ import warnings
 
 import torch
 
-from .autotune.signature import signature
 from .blind_spots import product_scope
+from .signature import signature
 from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
@@ -28,6 +28,9 @@ from .validation import (
     param_keys,
 )
 from .workarounds import WorkaroundWarning, workaround_for
+
+
+PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
 
 
 def model_closure(model, x):
@@ -95,12 +98,14 @@ def _finish(results, create_graph):
 class Strategy(abc.ABC):
     """One way of computing J v, vᵀJ and J for ``func``, a zero-argument closure over ``params``.
 
-    Subclasses set ``name`` and implement the five products below; they receive params as a
-    tuple, JVP tangents as a tuple matching params (batches with the batch dimension first),
-    and VJP cotangents raw, to check with ``check_cotangent`` once they know func()'s output.
+    Subclasses set ``name``, implement the five products below and declare what they refuse in
+    ``unsupported`` (gvp_bench.support); they receive params as a tuple, JVP tangents as a tuple
+    matching params (batches with the batch dimension first), and VJP cotangents raw, to check with
+    ``check_cotangent`` once they know func()'s output. gvp_bench.kit gathers what they need.
     """
 
     name = None
+    unsupported = ()  # what it refuses: gvp_bench.support.Unsupported declarations, read by the conformance harness
     last_workarounds = ()  # the workarounds the latest call needed, by name
     costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
     records_on_second_call = False  # True where the second call per workload records a CUDA graph (cuda_graphs)
@@ -127,15 +132,22 @@ class Strategy(abc.ABC):
     def _full_jacobian(self, func, params, create_graph):
         """A sequence matching params of (output numel, *param shape) tensors."""
 
+    def implementation(self, product):
+        """The bound method that computes ``product`` on checked arguments, ``_<product>``: no validation,
+        no workarounds, no error translation. For a strategy that builds on another one's products."""
+        if product not in PRODUCTS:
+            raise ValueError(f"unknown product {product!r}; valid products: {', '.join(PRODUCTS)}")
+        return getattr(self, f"_{product}")
+
     def compute(self, product, func, params, *args):
         """Run the product ``_<product>`` on checked arguments, with the workarounds it needs.
 
         torch's missing-formula errors become UnsupportedError; when the operator named has a
         scoped workaround (gvp_bench.workarounds), the product is run again inside it. The
         workarounds a workload needed are remembered under its signature (see
-        gvp_bench.autotune.signature), so later calls start inside them instead of failing
-        first; the signature (2-4 µs) is only taken once some workload of this strategy has
-        needed a workaround.
+        gvp_bench.signature), so later calls start inside them instead of failing
+        first; the signature (a few microseconds) is only taken once some workload of this strategy
+        has needed a workaround.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
@@ -216,3 +228,23 @@ class Strategy(abc.ABC):
 
     def __repr__(self):
         return f"<gvp_bench strategy {self.name!r}>"
+
+
+def _delegated(product):
+    def implementation(self, func, params, *args):
+        return self.delegate(product, func, params, *args)
+
+    implementation.__name__ = implementation.__qualname__ = f"_{product}"
+    implementation.__doc__ = f"{product}, handed to :meth:`Delegating.delegate`."
+    return implementation
+
+
+class Delegating(Strategy):
+    """A strategy whose five products all go through one method, :meth:`delegate` (``auto`` hands them
+    to the strategy it chooses, ``compiled`` to a compiled product)."""
+
+    _jvp, _vjp, _batch_jvp, _batch_vjp, _full_jacobian = map(_delegated, PRODUCTS)
+
+    @abc.abstractmethod
+    def delegate(self, product, func, params, *args):
+        """``product`` (one of PRODUCTS) on checked arguments; args as the product's ``_<product>`` takes them."""

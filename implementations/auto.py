@@ -2,7 +2,7 @@
 
 On the first call with a workload signature (product, params' shapes and dtypes, device,
 vector shapes, create_graph, and what func is: its code and the shapes and module classes it
-captures; see gvp_bench.autotune.signature), auto decides, then caches the choice for the rest
+captures; see gvp_bench.signature), auto decides, then caches the choice for the rest
 of the process (like cudnn.benchmark); later calls with that signature go straight to it.
 
 Deciding:
@@ -16,15 +16,15 @@ Deciding:
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
    candidates in the order of their measured medians there (gvp_bench.autotune.measured);
-   when several were measured within 1.3x of the best, a calibration among those alone
+   when several were measured close to the best (``CLOSE``), a calibration among those alone
    settles the close call (in mode ``results``, which never times, the measured best answers).
 3. Otherwise it calibrates: it times the candidates on this very call, briefly (a warm-up
-   each, then rounds of one run each, about 30 ms per candidate at most 20 rounds), drops those
+   each, then a few rounds of one run each, within a small time budget per candidate), drops those
    that are slow, over the memory budget or unsupported, and answers with one ordinary call of
    the fastest (gvp_bench.autotune.calibration).
 
 ``GVP_BENCH_AUTO=rule`` (or ``gvp_bench.configure_auto(mode="rule")``) opts out: the fixed
-rule only, no timing, deterministic. The fixed rule (from the measurements in DESIGN.md):
+rule only, no timing, deterministic. The fixed rule (from the reference measurements):
 
 - J v: forward_dual (fastest single JVP measured on MLP and CNN, CPU and GPU), then func_vmap,
   then double_backward (reverse-mode formulas only).
@@ -46,12 +46,11 @@ import torch
 
 from gvp_bench.autotune import config, measured
 from gvp_bench.autotune.calibration import calibrate
-from gvp_bench.autotune.candidates import budget_bytes, select
-from gvp_bench.autotune.signature import measure, signature
-from gvp_bench.contract import Strategy
-from gvp_bench.errors import UnsupportedError
-from gvp_bench.functional import call_with
-from gvp_bench.registry import get_strategy, strategies
+from gvp_bench.autotune.candidates import select
+from gvp_bench.signature import measure, signature
+from gvp_bench.kit import Delegating, UnsupportedError, call_with, get_strategy
+from gvp_bench.memory import budget_bytes
+from gvp_bench.registry import strategies
 
 _BATCH_JVP = {"cuda": ("func_vmap", "forward_dual", "double_backward"),
               "cpu": ("forward_dual", "func_vmap", "double_backward")}
@@ -59,8 +58,8 @@ _BATCH_VJP = {"cuda": ("func_vmap", "double_backward", "forward_dual"),
               "cpu": ("forward_dual", "double_backward", "func_vmap")}
 _REVERSE_JACOBIAN = ("func_vmap", "jacrev_chunked", "double_backward", "forward_dual")
 _FORWARD_JACOBIAN = ("forward_dual", "func_vmap", "jacrev_chunked", "double_backward")
-# reference_loop: the slow baseline by construction; linearize: its tracing (50-70 ms a call on the 2-core CPU)
-# lost to func_vmap at every k measured, and timing it would add a tenth of a second to every calibration.
+# reference_loop: the slow baseline by construction; linearize: its tracing on every call lost to func_vmap at
+# every k measured, and timing it would make every calibration much longer.
 _NEVER_CANDIDATES = ("reference_loop", "linearize")
 
 
@@ -77,7 +76,7 @@ def _rule(op, device_type, outputs, parameters):
     return _REVERSE_JACOBIAN if outputs <= parameters else _FORWARD_JACOBIAN
 
 
-class Auto(Strategy):
+class Auto(Delegating):
     name = "auto"
 
     def __init__(self):
@@ -160,19 +159,6 @@ class Auto(Strategy):
         return self._first_that_can(fallback, f"rule: no candidate finished calibration{not_timed}",
                                     op, func, params, args)
 
-    # The contract's five products, all through compute.
-
-    def _jvp(self, func, params, tangents, create_graph):
-        return self.compute("jvp", func, params, tangents, create_graph)
-
-    def _vjp(self, func, params, v, create_graph):
-        return self.compute("vjp", func, params, v, create_graph)
-
-    def _batch_jvp(self, func, params, tangents, create_graph):
-        return self.compute("batch_jvp", func, params, tangents, create_graph)
-
-    def _batch_vjp(self, func, params, vs, create_graph):
-        return self.compute("batch_vjp", func, params, vs, create_graph)
-
-    def _full_jacobian(self, func, params, create_graph):
-        return self.compute("full_jacobian", func, params, create_graph)
+    def delegate(self, product, func, params, *args):
+        """A product asked for directly (``implementation``) decides as a call does: through compute."""
+        return self.compute(product, func, params, *args)

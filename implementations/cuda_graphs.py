@@ -22,6 +22,7 @@ launches (small and medium models), after a first call that compiles and capture
 
 import torch
 
+from gvp_bench.kit import Unsupported
 from implementations.compiled import Compiled
 
 
@@ -29,13 +30,16 @@ class CudaGraphs(Compiled):
     name = "cuda_graphs"
     compile_options = {**Compiled.compile_options, "triton.cudagraphs": True}  # what mode "reduce-overhead" sets
     records_on_second_call = True  # cudagraph trees run a function's first call eagerly (a warm-up), record on the 2nd
+    unsupported = Compiled.unsupported + (
+        Unsupported(("cpu",), "CUDA graphs record CUDA kernels", "CUDA graphs record and replay CUDA kernels only"),
+    )
 
-    def _product(self, product, func, params, args):
+    def delegate(self, product, func, params, *args):
         if not params[0].is_cuda:
             self._refuse(product, func, params, args, f"CUDA graphs record CUDA kernels; the params are on "
                                                       f"{params[0].device}")
         torch.compiler.cudagraph_mark_step_begin()
-        results = super()._product(product, func, params, args)
+        results = super().delegate(product, func, params, *args)
         if isinstance(results, torch.Tensor):
             return results.clone()
         return [result.clone() for result in results]

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import gvp_bench
-from gvp_bench import cli, zoo
+from gvp_bench import cli, memory, zoo
 from gvp_bench.autotune import candidates, measured
 from gvp_bench.autotune.calibration import Calibration, calibrate
-from gvp_bench.autotune.signature import Workload, signature
+from gvp_bench.signature import Workload, signature
 from gvp_bench.conformance import case_by_name, run_cell
 from gvp_bench.conformance.cases import CubeBackwardOnly
 from gvp_bench.results import ResultsWriter, new_header, read
@@ -328,7 +328,7 @@ def test_candidates_leave_out_the_hopeless_and_the_too_big():
     assert "over the memory budget" in left_out["autograd_functional"] and "100000 products" in left_out["forward_dual"]
     one = Workload("jvp", CPU, torch.float64, parameters=1000, outputs=1000, batch=1)
     assert candidates.extra_memory("jacrev_chunked", one) == 8 * 1000 * 1000
-    assert candidates.budget_bytes(0.5, CPU) > 0 and candidates.budget_bytes(123, CPU) == 123
+    assert memory.budget_bytes(0.5, CPU) > 0 and memory.budget_bytes(123, CPU) == 123
 
 
 def test_unsupported_candidates_are_skipped(calibrations):

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import gvp_bench
-from gvp_bench import jax_side, precision, registry
-from gvp_bench.autotune import candidates
+from gvp_bench import jax_side, memory, precision, registry
 from gvp_bench.bench import machine, runner
 from gvp_bench.bench.workloads import Workload
 from gvp_bench.conformance import case_by_name, checks
@@ -204,13 +203,13 @@ def test_the_cuda_budget_counts_the_cached_blocks_as_free(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 10_000))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 700)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 200)
-    monkeypatch.setattr(candidates, "_recent_free", {})
-    assert candidates.free_memory(torch.device("cuda")) == 1000 + 700 - 200
-    assert candidates.budget_bytes(0.5, torch.device("cuda")) == 750
+    monkeypatch.setattr(memory, "_recent_free", {})
+    assert memory.free_memory(torch.device("cuda")) == 1000 + 700 - 200
+    assert memory.budget_bytes(0.5, torch.device("cuda")) == 750
     # the same budget whatever the allocator caches: blocks freed into its cache leave the driver's reading
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (500, 10_000))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 1200)
-    assert candidates.budget_bytes(0.5, torch.device("cuda")) == 750
+    assert memory.budget_bytes(0.5, torch.device("cuda")) == 750
 
 
 # 7. Compiled graphs are released after each cell

@@ -10,9 +10,8 @@ is slowed by whatever else runs, never sped up). A candidate stops once it canno
 :data:`RUNS_TO_TELL` runs, when its fastest is over :data:`ABORT_RATIO` times the best plus
 :data:`NOISE_S`; before that only when it is over :data:`SLOW_RATIO` times the best plus
 :data:`SLOW_S`. The first two calls of a strategy in a process can take hundreds of
-milliseconds, then a few more, of one-time set-up, and on a loaded machine (4 times slower
-forward passes while other jobs ran on the 2 cores) three runs were not enough to get one
-undisturbed. So a slow candidate costs five runs, an expensive hopeless one its warm-up.
+milliseconds, then a few more, of one-time set-up, and on a machine shared with other jobs
+three runs were not enough to get one undisturbed. So a slow candidate costs five runs, an expensive hopeless one its warm-up.
 
 Calibration leaves no trace: every run starts from the caller's random state and restores it
 afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
@@ -48,7 +47,7 @@ class Calibration:
         return min(self.times, key=self.times.get) if self.times else None
 
     def summary(self):
-        """"forward_dual 1.2 ms vs func_vmap 1.9 ms, ..." (fastest first)."""
+        """The times, fastest first: "<name> <time> ms vs <name> <time> ms ..."."""
         ranked = sorted(self.times.items(), key=lambda item: item[1])
         return " vs ".join(f"{name} {seconds * 1e3:.3g} ms" for name, seconds in ranked)
 

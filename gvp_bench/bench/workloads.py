@@ -15,20 +15,17 @@ import functools
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from .. import jax_side, second_order, zoo
 from ..registry import get_strategy, strategies
+from .cell import HVP_OPS, Prepared, closure, materials
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 BATCH_OPS = ("batch_jvp", "batch_vjp")
-# Hessian-vector products (gvp_bench.hvp / batch_hvp) of the loss ½‖model(x)‖², by the HVP strategies.
-HVP_OPS = ("hvp", "batch_hvp")
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
-SEED = 0  # weights, inputs and vectors of every cell are drawn from it
 
 
 @dataclass(frozen=True)
@@ -166,42 +163,6 @@ def shard(workloads, index, count):
     return [workload for workload in workloads if owner(workload) == index]
 
 
-@dataclass
-class Prepared:
-    """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload.
-
-    A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
-    and its memory is JAX's own, which torch's counters do not see. Nor has an HVP cell (its strategy is
-    a name of gvp_bench.second_order).
-    """
-
-    workload: Workload
-    strategy: object
-    product: Callable
-    forward: Callable
-    framework: str = "torch"
-
-    def workarounds(self):
-        """The workarounds the strategy needed in its latest call."""
-        return list(self.strategy.last_workarounds) if self.strategy is not None else []
-
-    def chunking(self):
-        """The chunk size and memory budget of the latest call (gvp_bench.chunking), None where it does not chunk."""
-        return dict(chunk_size=getattr(self.strategy, "last_chunk_size", None),
-                    memory_budget_bytes=getattr(self.strategy, "last_memory_budget_bytes", None))
-
-
-def _vectors(op, params, output, k, draw):
-    """The vectors op multiplies by: tangents shaped like the params, or cotangents like the output."""
-    batch = (k,) if _batched(op) else ()
-    if op == "full_jacobian":
-        return ()
-    if op.endswith("jvp") or op in HVP_OPS:
-        tensors = params.values() if isinstance(params, dict) else params  # a user's params may be a dict
-        return ([draw(batch + tuple(p.shape)) for p in tensors],)
-    return (draw(batch + tuple(output.shape)),)
-
-
 @functools.cache
 def sizes(model, size):
     """The fields of a row that say how big its workload is (auto's results lookup compares them):
@@ -217,36 +178,13 @@ def measured_sizes(workload):
     return dict(parameters=workload.source.parameter_count, outputs=workload.source.output_size)
 
 
-def _closure(entry):
-    """The zero-argument closure of a zoo model (a new one per call) or of a user's workload."""
-    return entry.func() if isinstance(entry, zoo.ZooModel) else entry.func
-
-
-def materials(workload):
-    """The zoo model (eval mode) of ``workload``, or the user's workload in the cell's dtype and device, and
-    the vectors its op multiplies by, drawn from :data:`SEED`."""
-    dtype = getattr(torch, workload.dtype)
-    if workload.source is not None:
-        entry = workload.source.to(workload.device, dtype)
-    else:
-        entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
-    with torch.no_grad():
-        output = _closure(entry)()
-    generator = torch.Generator().manual_seed(SEED)
-
-    def draw(shape):
-        return torch.randn(shape, generator=generator, dtype=dtype).to(workload.device)
-
-    return entry, _vectors(workload.op, entry.params, output, workload.k, draw)
-
-
 def framework(strategy_name):
     """``"jax"`` for the JAX side-by-side rows, ``"torch"`` for the strategies."""
     return jax_side.FRAMEWORK if strategy_name in jax_side.STRATEGIES else "torch"
 
 
 def prepare(workload):
-    """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
+    """Build ``workload``'s zoo model (eval mode) and vectors (gvp_bench.bench.cell); the calls to measure."""
     if framework(workload.strategy) == jax_side.FRAMEWORK:
         from ..jax_side.cells import prepare as prepare_jax  # imports JAX: only for its cells
 
@@ -258,7 +196,7 @@ def prepare(workload):
     if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
     else:
-        product = functools.partial(getattr(strategy, workload.op), _closure(entry), entry.params, *vectors)
+        product = functools.partial(getattr(strategy, workload.op), closure(entry), entry.params, *vectors)
     if workload.source is not None:
         return Prepared(workload, strategy, product, entry.forward)
 

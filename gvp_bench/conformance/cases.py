@@ -55,6 +55,7 @@ class Case:
     analytic_jacobian: Optional[Callable] = None  # params -> J as an (outputs, params) matrix
     tags: tuple = field(default_factory=tuple)
     refused: Optional[tuple] = None  # (error type, words of its message): every strategy must raise it
+    features: tuple = ()  # what its cells exercise, names from gvp_bench.support.FEATURES (see exercises)
 
     @property
     def is_model(self):
@@ -63,6 +64,17 @@ class Case:
     @property
     def functions(self):
         return FUNC_FUNCTIONS + (MODEL_FUNCTIONS if self.is_model else ())
+
+    def exercises(self, function, device):
+        """The features (gvp_bench.support.FEATURES) the cell of ``function`` on ``device`` exercises: the
+        function, the device, create_graph for second-order cases, and the case's own features (but
+        model_jvp / model_vjp make their own closure: no random_state_closure)."""
+        features = {function, torch.device(device).type, *self.features}
+        if self.second_order:
+            features.add("create_graph")
+        if function in MODEL_FUNCTIONS:
+            features.discard("random_state_closure")
+        return features
 
     def seeded(self):
         """A context in which the global random state starts from the case's seed, restored after.
@@ -241,7 +253,7 @@ def _documented_jacobian(x):
 
 
 CASES = [
-    Case("documented_example", "the seed's example: [x0², 3x1²] at x = [1, 2]", _documented_example,
+    Case("documented_example", "the documented example: [x0², 3x1²] at x = [1, 2]", _documented_example,
          second_order=True, analytic_jacobian=_documented_jacobian),
     Case("scalar_output", "a 0-d output, one matrix param", _scalar_output, tags=("scalar",)),
     Case("vector_output", "a vector output, params of different shapes (matrix and vector)", _vector_output),
@@ -252,17 +264,18 @@ CASES = [
     Case("second_order", "a nonlinear function of two params, create_graph checked", _second_order,
          second_order=True),
     Case("custom_function", "a custom autograd.Function with backward, jvp and a vmap rule",
-         _custom_function(_CubeWithJvp)),
+         _custom_function(_CubeWithJvp), features=("custom_function_jvp",)),
     Case("custom_function_backward_only", "a custom autograd.Function with a backward formula only",
-         _custom_function(CubeBackwardOnly)),
+         _custom_function(CubeBackwardOnly), features=("custom_function_backward_only",)),
     Case("mlp_frozen", "an nn.Sequential MLP with a frozen bias", _mlp_frozen, second_order=True, tags=("model",)),
     Case("batchnorm_train", "BatchNorm1d in train mode: batch statistics, buffers unchanged",
-         _batchnorm("train"), tags=("model",)),
+         _batchnorm("train"), tags=("model",), features=("random_state_closure",)),
     Case("batchnorm_eval", "BatchNorm1d in eval mode: running statistics, buffers unchanged",
          _batchnorm("eval"), tags=("model",)),
     Case("dropout_eval", "Dropout in eval mode (the identity)", _dropout("eval"), tags=("model",)),
     Case("dropout_train", "Dropout in train mode: one mask for every forward pass of the call",
-         _dropout("train"), second_order=True, tags=("model",)),
+         _dropout("train"), second_order=True, tags=("model",),
+         features=("random_numbers", "random_state_closure")),
 ]
 
 
@@ -436,9 +449,11 @@ BLIND_SPOT_CASES = [
     Case("scalar_objective", "a scalar nonlinear function of two params with coupled second derivatives",
          _scalar_objective, tags=("scalar",)),
     Case("derived_outside_func", "func reads S = W + W.T computed outside func (autograd's graph to W)",
-         _derived_outside(_SYMMETRIC_PART), analytic_jacobian=_jacobian_of(_derived_function(_SYMMETRIC_PART))),
+         _derived_outside(_SYMMETRIC_PART), analytic_jacobian=_jacobian_of(_derived_function(_SYMMETRIC_PART)),
+         features=("graph_outside_func",)),
     Case("derived_view_outside_func", "func reads W.t(), a view of the param taken outside func",
-         _derived_outside(_TRANSPOSED), analytic_jacobian=_jacobian_of(_derived_function(_TRANSPOSED))),
+         _derived_outside(_TRANSPOSED), analytic_jacobian=_jacobian_of(_derived_function(_TRANSPOSED)),
+         features=("graph_outside_func",)),
     Case("derived_detached", "func reads (W + W.T).detach() computed outside func: a constant", _derived_detached),
     Case("derived_from_frozen", "func reads a tensor derived outside func from one that requires no grad",
          _derived_from_frozen),
@@ -450,15 +465,18 @@ BLIND_SPOT_CASES = [
          _embedding(padding_idx=0), analytic_jacobian=_jacobian_of(_embedding_padding_function(0))),
     Case("embedding_padding_negative", "F.embedding with padding_idx=-1 (the last row)", _embedding(padding_idx=-1),
          analytic_jacobian=_jacobian_of(_embedding_padding_function(-1))),
-    Case("embedding_sparse", "F.embedding(sparse=True): dense results all the same", _embedding(sparse=True)),
+    Case("embedding_sparse", "F.embedding(sparse=True): dense results all the same", _embedding(sparse=True),
+         features=("sparse_gradients",)),
     Case("weight_norm", "a Linear under torch.nn.utils.parametrizations.weight_norm", _parametrized(_weight_norm),
-         tags=("model",)),
+         tags=("model",), features=("parametrization", "no_forward_formula")),
     Case("parametrize_symmetric", "a Linear whose weight is parametrized as symmetric (torch.nn.utils.parametrize)",
-         _parametrized(_symmetric), tags=("model",)),
+         _parametrized(_symmetric), tags=("model",), features=("parametrization",)),
     Case("hessian_by_composition", "func is a VJP with create_graph=True (double_backward): J is the Hessian",
-         _hessian_by_composition("double_backward"), analytic_jacobian=_composed_hessian),
+         _hessian_by_composition("double_backward"), analytic_jacobian=_composed_hessian,
+         features=("product_of_product",)),
     Case("hessian_by_composition_functional", "func is a VJP with create_graph=True by func_vmap",
-         _hessian_by_composition("func_vmap"), analytic_jacobian=_composed_hessian),
+         _hessian_by_composition("func_vmap"), analytic_jacobian=_composed_hessian,
+         features=("product_of_product",)),
     Case("embedding_max_norm", "F.embedding(max_norm=...) renormalises the weight in place: refused",
          _embedding_max_norm, refused=(ValueError, "modified params[0] in place")),
     Case("embedding_max_norm_module", "nn.Embedding(max_norm=1.0) in a model: refused",
@@ -485,9 +503,11 @@ def _zoo_model(name, mode):
     return build
 
 
+_RECURRENT = ("lstm", "gru")  # the zoo models that run nn.LSTM / nn.GRU
 ZOO_CASES = [
     Case(f"zoo_{name}_{mode}", f"zoo model {name} (tiny) in {mode} mode: {zoo.describe(name)}", _zoo_model(name, mode),
-         tags=("model", "zoo"))
+         tags=("model", "zoo"), features=(("random_state_closure",) if mode == "train" else ())
+         + (("recurrent_module",) if name in _RECURRENT else ()))
     for name in zoo.names() for mode in ("train", "eval")
 ]
 CASES = CASES + ZOO_CASES

@@ -3,17 +3,18 @@
 The figures are ``matplotlib.figure.Figure`` objects, never pyplot's: no display or GUI backend
 is involved, Agg renders the PNGs, and nothing global is left behind. Each function takes the
 measured cells of one group (a device and dtype, or a model workload), the strategies of the
-whole report (so that colours and rows agree between figures) and a folder; it saves one figure
-there and returns it as a :class:`~gvp_bench.report.render.Figure` (None when the group has
-nothing to draw). Times and memory are on log scales; a cell that did not run is drawn as such
+whole report (so that rows agree between figures) and a folder; it saves one figure there and
+returns it as a :class:`~gvp_bench.report.render.Figure` (None when the group has nothing to
+draw). Every strategy has one fixed colour in every figure and every report (:func:`colour`);
+bars are sorted by time, fastest first. Times and memory are on log scales; a cell that did not run is drawn as such
 (its status written in its place, or a hollow marker on the bottom edge), never left out.
 """
 
 import functools
+import hashlib
 import os
 import re
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
@@ -37,9 +38,33 @@ PASSES = FuncFormatter(lambda value, _: units.ratio(value))
 BYTES = FuncFormatter(lambda value, _: units.size_in_bytes(value))
 
 
+# One colour per strategy, the same in every figure of every report: the built-in strategies and the JAX rows.
+PALETTE = {
+    "forward_dual": "#1f77b4", "func_vmap": "#ff7f0e", "double_backward": "#2ca02c", "jacrev_chunked": "#d62728",
+    "linearize": "#9467bd", "reference_loop": "#8c564b", "autograd_functional": "#e377c2", "auto": "#222222",
+    "compiled": "#bcbd22", "cuda_graphs": "#17becf",
+    "jax.jit": "#393b79", "jax.jacfwd": "#7b4173", "jax.jacrev": "#e7ba52",
+}
+# Further strategies (third-party ones) take these, by a stable hash of their name: no two figures disagree.
+SPARE_COLOURS = ("#6b6ecf", "#b5cf6b", "#637939", "#ce6dbd", "#9c9ede", "#8ca252", "#bd9e39", "#e7969c",
+                 "#ad494a", "#a55194", "#5254a3", "#cedb9c")
+
+
+def colour(strategy):
+    """The strategy's colour: fixed for the known ones, else a spare one chosen by its name."""
+    if strategy in PALETTE:
+        return PALETTE[strategy]
+    return SPARE_COLOURS[int(hashlib.sha256(strategy.encode()).hexdigest(), 16) % len(SPARE_COLOURS)]
+
+
 def _colours(strategies):
-    palette = matplotlib.colormaps["tab10"].colors
-    return {name: palette[i % len(palette)] for i, name in enumerate(strategies)}
+    return {name: colour(name) for name in strategies}
+
+
+def _ran(cells, strategies):
+    """The strategies with at least one measured cell among ``cells``, in the given order."""
+    measured = set(cells.strategy[cells.status == "ok"])
+    return [name for name in strategies if name in measured]
 
 
 def _slug(*parts):
@@ -80,6 +105,7 @@ def _group_label(device, dtype):
 # -- overview: time relative to the fastest, every strategy x workload ---------------------------
 
 def _overview_axis(axis, cells, strategies, op):
+    strategies = _ran(cells, strategies)
     columns = []
     grid = np.full((len(strategies), cells.groupby(["model", "size", "k"], dropna=False).ngroups), np.nan)
     for j, ((model, size, k), cell) in enumerate(cells.groupby(["model", "size", "k"], dropna=False, sort=False)):
@@ -87,10 +113,12 @@ def _overview_axis(axis, cells, strategies, op):
         ok = cell[cell.status == "ok"]
         best = (rankable(ok) if len(rankable(ok)) else ok).median_s.min()
         for row in cell.itertuples():
+            if row.strategy not in strategies:
+                continue
             i = strategies.index(row.strategy)
             if row.status == "ok":
                 grid[i, j] = max(row.median_s / best, 1.0)
-                axis.text(j, i, units.ratio(row.median_s / best, digits=2), ha="center", va="center", fontsize=8,
+                axis.text(j, i, units.ratio(row.median_s / best, digits=2), ha="center", va="center", fontsize=7,
                           fontweight="bold" if row.median_s == best else "normal")
             else:
                 axis.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.92",
@@ -104,38 +132,59 @@ def _overview_axis(axis, cells, strategies, op):
     return image
 
 
+OVERVIEW_COLUMNS = 2  # ops side by side
+
+
 def overview(cells, strategies, directory):
-    """One device and dtype: every strategy x workload, its time as a multiple of the fastest."""
+    """One device and dtype: per op, every strategy that ran x workload (batch ops at their largest k), its time
+    as a multiple of the fastest; a strategy that ran nowhere for the op (cuda_graphs on a CPU) has no row."""
     device, dtype = cells.device.iloc[0], cells.dtype.iloc[0]
+    strategies = _ran(cells, strategies)
+    if not strategies:
+        return None
+    cells = _largest_k(cells[cells.strategy.isin(strategies)], by=("op", "model", "size"))
     ops = op_order(cells)
     width = max(cells[cells.op == op].groupby(["model", "size", "k"], dropna=False).ngroups for op in ops)
-    figure = Figure(figsize=(3 + 1.0 * width, len(ops) * (0.3 * len(strategies) + 0.9)), layout="constrained")
-    axes = figure.subplots(len(ops), 1, squeeze=False)[:, 0]
+    columns = min(OVERVIEW_COLUMNS, len(ops))
+    rows = -(-len(ops) // columns)
+    figure = Figure(figsize=(columns * (2.2 + 0.85 * width) + 1, rows * (0.22 * len(strategies) + 0.9) + 0.6),
+                    layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, op in zip(axes, ops):
         image = _overview_axis(axis, cells[cells.op == op], strategies, op)
-    bar = figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.6, extend="max")
+    for axis in axes[len(ops):]:
+        axis.set_visible(False)
+    bar = figure.colorbar(image, ax=list(axes), label="time / fastest strategy's time", shrink=0.5, extend="max")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: units.ratio(value)))
     figure.suptitle(f"Time relative to the fastest PyTorch strategy ({_group_label(device, dtype)}); "
                     "hatched: did not run", fontsize=11)
+    ks = " Batch ops at their largest k (the k figures show the others)." if cells.k.notna().any() else ""
     return _save(figure, directory, f"overview-{_slug(device, dtype)}.png",
-                 f"Every strategy on every workload ({_group_label(device, dtype)}): time per call as a multiple "
-                 "of the fastest PyTorch strategy (1x, in bold; a JAX row under 1x beat them all); hatched cells "
-                 "did not run, with their status.")
+                 f"Every strategy that ran, on every workload ({_group_label(device, dtype)}): time per "
+                 "call as a multiple of the fastest PyTorch strategy (1x, in bold; a JAX row under 1x beat them "
+                 "all); hatched cells did not run, with their status; a strategy that ran for none of an op's "
+                 f"workloads has no row there.{ks}")
 
 
 # -- per model workload: time and memory per strategy per op --------------------------------------
 
+def _by_time(cells, strategies):
+    """The strategies' rows of one op, fastest first, then those that did not run (in the given order)."""
+    rows = cells[cells.strategy.isin(strategies)]
+    ok = rows[(rows.status == "ok") & rows.median_s.notna()].sort_values("median_s", kind="stable")
+    rest = rows.drop(ok.index)
+    return [*ok.itertuples(), *sorted(rest.itertuples(), key=lambda row: strategies.index(row.strategy))]
+
+
 def _bars(axis, cells, strategies, colours, value, ops):
+    """Per op a group of bars, one per strategy, sorted by time (in both panels, so a strategy keeps its place)."""
     width = 0.8 / len(strategies)
-    for i, strategy in enumerate(strategies):
-        for j, op in enumerate(ops):
+    for j, op in enumerate(ops):
+        for i, row in enumerate(_by_time(cells[cells.op == op], strategies)):
             x = j - 0.4 + width * (i + 0.5)
-            row = cells[(cells.op == op) & (cells.strategy == strategy)]
-            if not len(row):
-                continue
-            row = row.iloc[0]
-            if row.status == "ok" and pd.notna(row[value]):
-                axis.bar(x, row[value], width, color=colours[strategy])
+            strategy = row.strategy
+            if row.status == "ok" and pd.notna(getattr(row, value)):
+                axis.bar(x, getattr(row, value), width, color=colours[strategy])
             else:
                 axis.text(x, 0.03, row.status if row.status != "ok" else "not measured", rotation=90, fontsize=7,
                           ha="center", va="bottom", transform=axis.get_xaxis_transform(),
@@ -145,15 +194,18 @@ def _bars(axis, cells, strategies, colours, value, ops):
     axis.grid(axis="y", which="major", alpha=0.3)
 
 
-def _largest_k(cells):
-    """Each op at one point: batch ops at their largest k."""
-    largest = cells.groupby("op", dropna=False).k.transform("max")
+def _largest_k(cells, by=("op",)):
+    """Each op at one point: batch ops at their largest k (within each group ``by``)."""
+    largest = cells.groupby(list(by), dropna=False).k.transform("max")
     return cells[cells.k.isna() | (cells.k == largest)]
 
 
 def model_bars(cells, strategies, directory):
-    """One model workload: time (with a forward-pass axis) and peak memory per strategy per op."""
+    """One model workload: time (with a forward-pass axis) and peak memory per strategy per op, fastest first."""
     model, size, device, dtype = cells[["model", "size", "device", "dtype"]].iloc[0]
+    strategies = _ran(cells, strategies)
+    if not strategies:
+        return None
     colours = _colours(strategies)
     cells = _largest_k(cells)
     ops = op_order(cells)
@@ -173,8 +225,8 @@ def model_bars(cells, strategies, directory):
     figure.suptitle(f"{model}/{size} on {_group_label(device, dtype)}" + (f" ({ks})" if ks else ""), fontsize=11)
     return _save(figure, directory, f"model-{_slug(model, size, device, dtype)}.png",
                  f"{model}/{size} ({_group_label(device, dtype)}): median time per call (right axis: in forward "
-                 "passes of the model) and peak memory, per strategy and op; a cell that did not run shows its "
-                 "status instead of a bar.")
+                 "passes of the model) and peak memory, per strategy and op, each op's bars sorted by time "
+                 "(fastest on the left, in both panels); a cell that did not run shows its status instead of a bar.")
 
 
 # -- growth: with k for batch ops, with output size for full_jacobian ------------------------------
@@ -209,8 +261,10 @@ def _legend(figure, colours, strategies, extra=()):
 def k_growth(cells, strategies, directory):
     """One model workload: its batch ops' time and memory against k, where they ran at two k or more."""
     model, size, device, dtype = cells[["model", "size", "device", "dtype"]].iloc[0]
-    colours = _colours(strategies)
     batch = cells[cells.k.notna()].astype({"k": float})
+    strategies = _ran(batch, strategies)
+    batch = batch[batch.strategy.isin(strategies)]
+    colours = _colours(strategies)
     ops = [op for op in op_order(batch) if batch[batch.op == op].k.nunique() > 1]
     if not ops:
         return None
@@ -241,8 +295,10 @@ def output_size(model, size):
 def jacobian_growth(cells, strategies, directory):
     """One device and dtype: full_jacobian's time and memory against the model's output size."""
     device, dtype = cells.device.iloc[0], cells.dtype.iloc[0]
-    colours = _colours(strategies)
     jacobians = cells[cells.op == "full_jacobian"]
+    strategies = _ran(jacobians, strategies)
+    jacobians = jacobians[jacobians.strategy.isin(strategies)]
+    colours = _colours(strategies)
     jacobians = jacobians.assign(outputs=[output_size(m, s) for m, s in zip(jacobians.model, jacobians["size"])])
     unknown = sorted(set(jacobians[jacobians.outputs.isna()].model))
     jacobians = jacobians.dropna(subset=["outputs"])
