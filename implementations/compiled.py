@@ -12,7 +12,9 @@ create_graph and what func is), each with a code object of its own, as dynamo ke
 signature and reuses the compiled graph. A new shape is a new signature and compiles anew.
 
 What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
-(no fallback to eager at a graph break), among them a closure that restores the random state on every call
+(no fallback to eager at a graph break), what the backend fails to compile (inductor's
+BackendCompilerFailed, as on a reentrant ``torch.utils.checkpoint``; the state the failed compilation
+left entered is put back first), among them a closure that restores the random state on every call
 (model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
 before compiling). model_jvp / model_vjp in train mode set the random state once around the
@@ -40,6 +42,7 @@ from gvp_bench.autotune.signature import signature
 from gvp_bench.contract import Strategy, buffers_protected_call, one_random_state
 from gvp_bench.errors import UnsupportedError
 from gvp_bench.functional import custom_functions_given_params
+from gvp_bench.process_state import left_as_found
 from gvp_bench.validation import check_model
 from implementations.func_vmap import FuncVmap
 
@@ -91,9 +94,12 @@ class Compiled(Strategy):
                                      dynamic=False, options=self.compile_options)
             self._compiled[key] = compiled
         try:
-            return compiled(func, params, *args)
+            with left_as_found():  # a failed compilation can leave state entered (saved-tensor hooks disabled)
+                return compiled(func, params, *args)
         except torch._dynamo.exc.Unsupported as error:
             self._refuse(product, func, params, args, f"torch.compile cannot capture it in one graph: {_why(error)}")
+        except torch._dynamo.exc.TorchDynamoException as error:  # among them inductor's BackendCompilerFailed
+            self._refuse(product, func, params, args, f"torch.compile failed ({type(error).__name__}): {_why(error)}")
 
     def _refuse(self, product, func, params, args, reason):
         """Raise what every strategy raises where that is the cause (bad input, a missing formula: the eager
