@@ -30,6 +30,10 @@ _MISSING_RULES = [
      "does not support torch.func transforms (it needs a setup_context staticmethod)"),
     (re.compile(r"attempted to call in-place operation \((\S+)\) that would mutate a captured Tensor"),
      "mutates a tensor captured by func in place, which torch.func transforms forbid"),
+    (re.compile(r"torch\.func\.\{grad, vjp, jacrev, hessian\} don't yet support (saved tensor hooks)"),
+     "(a non-reentrant torch.utils.checkpoint, save_on_cpu) are not supported by torch.func's reverse mode"),
+    (re.compile(r"You are attempting to call (Tensor.requires_grad_)\(\)"),
+     "is called by func (or torch.autograd.functional inside it), which torch.func transforms forbid"),
 ]
 
 

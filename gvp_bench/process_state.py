@@ -42,6 +42,7 @@ class ProcessState(NamedTuple):
     saved_tensors_hooks_tracing: bool
     torch_function_modes: int
     dispatch_modes: int                    # the fake, proxy and functional modes included
+    only_lift_cpu_tensors: bool            # set by a fake-tensor mode (torch.compile's tracing)
     default_dtype: torch.dtype
     cudnn_enabled: bool
     mkldnn_enabled: bool
@@ -68,7 +69,8 @@ def snapshot():
         _C._functorch.get_single_level_autograd_function_allowed(), forward_ad._current_level,
         _C._autograd._top_saved_tensors_default_hooks(True),
         _C._autograd._saved_tensors_hooks_get_disabled_error_message(), _saved_tensors_hooks_tracing(),
-        _C._len_torch_function_stack(), _C._len_torch_dispatch_stack(), torch.get_default_dtype(),
+        _C._len_torch_function_stack(), _C._len_torch_dispatch_stack(),
+        _C._only_lift_cpu_tensors(), torch.get_default_dtype(),
         _C._get_cudnn_enabled(), _C._get_mkldnn_enabled(), _mha._is_fastpath_enabled,
         _C._get_flash_sdp_enabled(), _C._get_mem_efficient_sdp_enabled(), _C._get_math_sdp_enabled(),
         _C._get_cudnn_sdp_enabled(), _C._get_overrideable_sdp_enabled(), tuple(_C._get_sdp_priority_order()),
@@ -116,6 +118,7 @@ _PUT_BACK = {
         before.functorch_inplace_requires_grad),
     "functorch_single_level_function": lambda before: _C._functorch.set_single_level_autograd_function_allowed(
         before.functorch_single_level_function),
+    "only_lift_cpu_tensors": lambda before: _C._set_only_lift_cpu_tensors(before.only_lift_cpu_tensors),
     "default_dtype": lambda before: torch.set_default_dtype(before.default_dtype),
     "cudnn_enabled": lambda before: _C._set_cudnn_enabled(before.cudnn_enabled),
     "mkldnn_enabled": lambda before: _C._set_mkldnn_enabled(before.mkldnn_enabled),

@@ -17,8 +17,9 @@ BackendCompilerFailed, as on a reentrant ``torch.utils.checkpoint``; the state t
 left entered is put back first), among them a closure that restores the random state on every call
 (model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
-before compiling). model_jvp / model_vjp in train mode set the random state once around the
-compiled product instead: its graph runs the forward once, and inductor draws random numbers as
+before compiling), and saved-tensor hooks in func (a non-reentrant ``torch.utils.checkpoint``,
+found by one more eager call with them disabled: the compiled jvp through one answered zeros).
+model_jvp / model_vjp in train mode set the random state once around the compiled product instead: its graph runs the forward once, and inductor draws random numbers as
 eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):
@@ -69,6 +70,23 @@ def _why(error):
     return f"{lines[0]} (in {function}, {os.path.basename(path)}:{line})"
 
 
+_HOOKS_PROBE = "gvp_bench: compiled probes func for saved-tensor hooks"
+
+
+def _uses_saved_tensors_hooks(func, params):
+    """Whether func pushes saved-tensor hooks (a non-reentrant torch.utils.checkpoint, save_on_cpu), by one call
+    of func with them disabled, leaving the random state as it was. func's own errors are left to the product."""
+    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    try:
+        with torch.random.fork_rng(devices=devices), torch.autograd.graph.disable_saved_tensors_hooks(_HOOKS_PROBE):
+            func()
+    except RuntimeError as error:
+        return _HOOKS_PROBE in str(error)
+    except Exception:  # noqa: BLE001 - func's own error: the product raises it
+        return False
+    return False
+
+
 class Compiled(Strategy):
     name = "compiled"
     costly_first_call = True
@@ -77,6 +95,7 @@ class Compiled(Strategy):
 
     def __init__(self):
         self._compiled = {}  # workload signature -> compiled product
+        self._refused = {}   # workload signature -> why torch.compile failed on it
 
     def _product(self, product, func, params, args):
         if args[-1]:
@@ -84,12 +103,18 @@ class Compiled(Strategy):
                          "differentiated once, not twice (aot_autograd has no double backward), and "
                          "second-order products need that")
         key = signature(product, func, params, args)
+        if key in self._refused:  # dynamo would fail the same way again, after seconds of tracing
+            self._refuse(product, func, params, args, self._refused[key])
         compiled = self._compiled.get(key)
         if compiled is None:
             given = custom_functions_given_params(func, params)
             if given:
                 raise UnsupportedError(self.name, f"func passes a param itself to the custom autograd.Function "
                                                   f"{given[0]}, which torch.compile does not substitute")
+            if _uses_saved_tensors_hooks(func, params):
+                raise UnsupportedError(self.name, "func uses saved-tensor hooks (a non-reentrant torch.utils.checkpoint, "
+                                                  "save_on_cpu): torch.compile's graph of torch.func.jvp through them "
+                                                  "answered zeros")
             compiled = torch.compile(_with_own_code(getattr(_EAGER, f"_{product}")), fullgraph=True,
                                      dynamic=False, options=self.compile_options)
             self._compiled[key] = compiled
@@ -97,13 +122,17 @@ class Compiled(Strategy):
             with left_as_found():  # a failed compilation can leave state entered (saved-tensor hooks disabled)
                 return compiled(func, params, *args)
         except torch._dynamo.exc.Unsupported as error:
-            self._refuse(product, func, params, args, f"torch.compile cannot capture it in one graph: {_why(error)}")
+            reason = f"torch.compile cannot capture it in one graph: {_why(error)}"
         except torch._dynamo.exc.TorchDynamoException as error:  # among them inductor's BackendCompilerFailed
-            self._refuse(product, func, params, args, f"torch.compile failed ({type(error).__name__}): {_why(error)}")
+            reason = f"torch.compile failed ({type(error).__name__}): {_why(error)}"
+        getattr(_EAGER, f"_{product}")(func, params, *args)  # func's own error or a missing formula: raised as eagerly
+        self._refused[key] = reason
+        raise UnsupportedError(self.name, reason)
 
     def _refuse(self, product, func, params, args, reason):
-        """Raise what every strategy raises where that is the cause (bad input, a missing formula: the eager
-        product tells; dynamo only says it observed an exception), else UnsupportedError with the reason."""
+        """Raise what every strategy raises where that is the cause (bad input, a missing formula, func's own
+        exception: the eager product tells; dynamo only says it observed an exception), else UnsupportedError
+        with the reason."""
         getattr(_EAGER, f"_{product}")(func, params, *args)
         raise UnsupportedError(self.name, reason)
 
