@@ -97,6 +97,12 @@ def _targets(args):
     return 1 if any(outcome.verdict == "MISSED" for outcome in outcomes) else 0
 
 
+def _selftest(args):
+    from . import selftest
+
+    return 1 if selftest.run(args.device, args.quick) else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gvp-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +145,12 @@ def build_parser():
     zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
     zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
     zoo_command.set_defaults(run=_zoo)
+    selftest = commands.add_parser("selftest", help="exercise every CUDA path once (minutes): one ok / FAIL / skip "
+                                                    "line per check; exits 1 on a FAIL")
+    selftest.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu",
+                          help="default: cuda when this machine has it, else cpu (the same checks, CUDA's skipped)")
+    selftest.add_argument("--quick", action="store_true", help="fewer strategies per case, fewer ops in the run")
+    selftest.set_defaults(run=_selftest)
     bench_command.add_parser(commands, _names)
     return parser
 

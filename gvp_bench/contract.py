@@ -100,6 +100,7 @@ class Strategy(abc.ABC):
     name = None
     last_workarounds = ()  # the workarounds the latest call needed, by name
     costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
+    records_on_second_call = False  # True where the second call per workload records a CUDA graph (cuda_graphs)
 
     # The products a strategy implements, on checked arguments.
 
@@ -202,6 +203,10 @@ class Strategy(abc.ABC):
         check_func(func)
         params = check_params(params)
         return _finish(self.compute("full_jacobian", func, params, create_graph), create_graph)
+
+    def release(self):
+        """Free what the strategy keeps per workload between calls (compiled graphs, CUDA graphs and their memory
+        pools); later calls build it again. The benchmark runner calls it after each cell."""
 
     def __repr__(self):
         return f"<gvp_bench strategy {self.name!r}>"

@@ -31,6 +31,7 @@ CELL_FIELDS = CELL_KEY + (
     "parameters",        # P: elements in the params differentiated (the zoo entry's parameter_count)
     "outputs",           # M: elements in func()'s output (the zoo entry's output_size)
     "first_call_s",      # the cell's first call, seconds: includes compilation (compiled strategies), calibration (auto)
+    "capture_s",         # the second call, seconds, for a strategy that records a CUDA graph on it (cuda_graphs)
     "median_s",          # median time per call over the measured samples, seconds (after the first call)
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples

@@ -27,6 +27,8 @@ from .workloads import SUITES, expand, get_suite, shard
 
 # A resumed file must come from the same machine and software: these fingerprint fields must match.
 SAME_MACHINE = ("cpu", "gpu", "torch")
+# Settings a resumed file should share (TF32 on or off): a difference is warned about, where the file records them.
+SAME_SETTINGS = ("fp32_precision",)
 
 
 def _shard(text):
@@ -119,6 +121,9 @@ def _check_same_run(path, header, ours):
         raise ResultsError(f"{path}: measured on another machine ("
                            + "; ".join(f"{name} {theirs.get(name)} there, {mine[name]} here" for name in different)
                            + "); measure this one into another file")
+    for name in SAME_SETTINGS:
+        if name in theirs and theirs[name] != mine[name]:
+            warnings.warn(f"{path}: its cells were measured with {name} {theirs[name]}, this run's with {mine[name]}")
 
 
 def main(args):
@@ -128,6 +133,11 @@ def main(args):
     suite = get_suite(args.suite)
     if args.jax and not jax_side.available():
         raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
+    no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device)) if args.jax is not False else None
+    if no_jax_on_cuda and args.jax and args.device == "cuda":
+        raise ValueError(f"--jax --device cuda: {no_jax_on_cuda}")
+    if no_jax_on_cuda:
+        print(f"gvp-bench: warning: {no_jax_on_cuda}", file=sys.stderr)
     workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
                        strategy_names=args.strategies,
                        jax=jax_side.available() if args.jax is None else args.jax)

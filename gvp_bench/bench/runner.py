@@ -2,19 +2,26 @@
 
 A cell is measured in this order, all under its time limit: set-up (:func:`~.workloads.prepare`),
 one warm-up call (timed alone as ``first_call_s``: compilation, calibration and one-time set-up
-are kept out of the median; it also tells which workarounds the strategy needed), the timed
-calls, one call for peak memory (torch's allocations: not for JAX side-by-side cells), and the
+are kept out of the median; it also tells which workarounds the strategy needed), for a strategy
+that records a CUDA graph on its second call (cuda_graphs) that call too, timed alone as
+``capture_s`` with its peak memory (the graph's pool is allocated then: a replay allocates
+nothing), the timed calls, one call for peak memory (torch's allocations: not for JAX side-by-side
+cells; not for a recording strategy, whose peak is its recording's), and the
 timed plain forward pass of the same workload (JAX's own for a JAX cell), right after the product
 so that both see the machine in the same state. A cell's status:
 
 - ``ok``: measured; ``forward_ratio`` = median / forward median.
 - ``unsupported``: the strategy raised :class:`gvp_bench.UnsupportedError`.
-- ``oom``: out of memory (``torch.OutOfMemoryError``, or the CPU allocator's failure); the
+- ``oom``: out of memory (``torch.OutOfMemoryError`` or ``MemoryError`` anywhere in the chain of
+  causes, as when capturing a CUDA graph fails for want of memory; an allocation that failed inside
+  cuBLAS, cuDNN, cuFFT or cuSOLVER, ``*_ALLOC_FAILED``; or the CPU allocator's failure); the
   memory is given back (``torch.cuda.empty_cache()``) before the next cell.
 - ``timeout``: the cell ran past its time limit (``SIGALRM``, in the main thread; a single
   long kernel finishes before the limit takes effect).
 - ``error``: anything else.
 
+After every cell the strategies release what they keep per workload (``Strategy.release``: compiled
+graphs, CUDA graphs and their pools), so a cell's memory is not held through the rest of the run.
 Every status but ``ok`` carries a one-line reason in ``error``. A cell that leaves the process state
 changed (gvp_bench.process_state: a mode, level or flag a failure left entered) has it put back
 before the next cell, and says so in ``error`` (an ``ok`` cell that did becomes ``error``: the
@@ -25,6 +32,7 @@ stopped at any point keeps every finished cell; Ctrl-C stops the loop between tw
 
 import contextlib
 import gc
+import re
 import signal
 import sys
 import threading
@@ -36,6 +44,7 @@ from tqdm import tqdm
 
 from .. import jax_side, process_state
 from ..errors import UnsupportedError
+from ..registry import release_all
 from ..results import CELL_KEY
 from . import measure
 from .workloads import framework, prepare, sizes
@@ -83,9 +92,21 @@ def _one_line(error, with_type=True):
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 3] + "..."
 
 
+# The messages of a failed allocation: the CPU allocator's, the CUDA runtime's, and the *_ALLOC_FAILED statuses
+# of cuBLAS, cuDNN, cuFFT and cuSOLVER (cuDNN 9 also says *_ALLOCATION_FAILED)
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|CUDA out of memory|CUDA error: out of memory|_ALLOC_FAILED"
+                            r"|_ALLOCATION_FAILED")
+
+
 def _is_out_of_memory(error):
-    return (isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError))
-            or "can't allocate memory" in str(error))  # the CPU allocator's RuntimeError
+    """Whether ``error``, or any error it was raised from or while handling, says the memory ran out."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or _OUT_OF_MEMORY.search(str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _measure(workload, settings):
@@ -96,14 +117,18 @@ def _measure(workload, settings):
 
     cell = prepare(workload)
     first_call_s = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
+    capture_s = peak = None
+    if getattr(cell.strategy, "records_on_second_call", False):
+        capture_s, peak = measure.time_and_peak(cell.product, workload.device)
     workarounds = cell.workarounds()
     chunking = cell.chunking()
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
-    peak = measure.peak_bytes(cell.product, workload.device) if cell.framework == "torch" else None
+    if capture_s is None and cell.framework == "torch":
+        peak = measure.peak_bytes(cell.product, workload.device)
     forward = time_call(cell.forward)
     return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
-                first_call_s=first_call_s, peak_bytes=peak, forward_median_s=forward.median_s,
+                first_call_s=first_call_s, capture_s=capture_s, peak_bytes=peak, forward_median_s=forward.median_s,
                 forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds,
                 choice=getattr(cell.strategy, "last_choice", None), **chunking)
 
@@ -131,6 +156,7 @@ def measure_cell(workload, settings):
         row.update(status="unsupported", error=_one_line(error, with_type=False))
     except Exception as error:  # a failing cell is recorded, and the run goes on
         row.update(status="oom" if _is_out_of_memory(error) else "error", error=_one_line(error))
+    release_all()
     _put_back_state(row, state)
     if row["status"] != "ok":
         gc.collect()  # the failed cell's tensors, before the next cell (and before CUDA's cache is emptied)
