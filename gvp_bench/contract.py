@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from .autotune.signature import signature
+from .blind_spots import product_scope
 from .errors import UnsupportedError, translate_missing_rules
 from .process_state import left_as_found
 from .validation import (
@@ -24,6 +25,8 @@ from .validation import (
     check_model,
     check_params,
     check_tangents,
+    keyed,
+    param_keys,
 )
 from .workarounds import WorkaroundWarning, workaround_for
 
@@ -82,10 +85,11 @@ def one_random_state(model):
 
 
 def _finish(results, create_graph):
-    """A strategy's results as documented: a tensor, or a list of tensors (strategies may return any
-    sequence), detached unless create_graph."""
+    """A strategy's results as documented: a tensor, or a list of dense tensors (strategies may return any
+    sequence; autograd gives nn.Embedding(sparse=True) sparse gradients), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
         return results if create_graph else results.detach()
+    results = [r.to_dense() if r.is_sparse else r for r in results]
     return [r if create_graph else r.detach() for r in results]
 
 
@@ -138,19 +142,20 @@ class Strategy(abc.ABC):
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
         needed = list(remembered.get(key, ()))
-        while True:
-            try:
-                with left_as_found(), contextlib.ExitStack() as scope:
-                    for workaround in needed:
-                        scope.enter_context(workaround.context())
-                    with translate_missing_rules(self.name):
-                        result = getattr(self, f"_{product}")(func, params, *args)
-                break
-            except UnsupportedError as error:
-                workaround = workaround_for(error.operator)
-                if workaround is None or workaround in needed:
-                    raise
-                needed.append(workaround)
+        with product_scope(self.name, product, params):
+            while True:
+                try:
+                    with left_as_found(), contextlib.ExitStack() as scope:
+                        for workaround in needed:
+                            scope.enter_context(workaround.context())
+                        with translate_missing_rules(self.name):
+                            result = getattr(self, f"_{product}")(func, params, *args)
+                    break
+                except UnsupportedError as error:
+                    workaround = workaround_for(error.operator)
+                    if workaround is None or workaround in needed:
+                        raise
+                    needed.append(workaround)
         if needed:
             remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
         self.last_workarounds = tuple(w.name for w in needed)
@@ -164,15 +169,18 @@ class Strategy(abc.ABC):
     def jvp(self, func, params, v, create_graph=False):
         """J v for func at params; a tensor shaped like func()'s output."""
         check_func(func)
-        params = check_params(params)
-        tangents = check_tangents(v, params)
+        keys, params = param_keys(params), check_params(params)
+        tangents = check_tangents(v, params, keys=keys)
         return _finish(self.compute("jvp", func, params, tangents, create_graph), create_graph)
 
     def vjp(self, func, params, v, create_graph=False):
-        """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor."""
+        """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor;
+        a dict under the same keys when params is a dict."""
         check_func(func)
-        params = check_params(params)
+        keys, params = param_keys(params), check_params(params)
         grads = _finish(self.compute("vjp", func, params, v, create_graph), create_graph)
+        if keys is not None:
+            return keyed(grads, keys)
         return grads[0] if len(params) == 1 else grads
 
     def model_jvp(self, model, x, v, create_graph=False):
@@ -188,21 +196,21 @@ class Strategy(abc.ABC):
     def batch_jvp(self, func, params, vs, create_graph=False):
         """J v for each vector of the batch vs; a (batch, *output shape) tensor."""
         check_func(func)
-        params = check_params(params)
-        tangents = check_batch_tangents(vs, params)
+        keys, params = param_keys(params), check_params(params)
+        tangents = check_batch_tangents(vs, params, keys=keys)
         return _finish(self.compute("batch_jvp", func, params, tangents, create_graph), create_graph)
 
     def batch_vjp(self, func, params, vs, create_graph=False):
-        """vᵀJ for each row of vs; a list matching params of (batch, *param shape) tensors."""
+        """vᵀJ for each row of vs; a list matching params (a dict under its keys) of (batch, *param shape) tensors."""
         check_func(func)
-        params = check_params(params)
-        return _finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return keyed(_finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph), keys)
 
     def full_jacobian(self, func, params, create_graph=False):
-        """J as a list matching params of (output numel, *param shape) tensors."""
+        """J as a list matching params (a dict under its keys) of (output numel, *param shape) tensors."""
         check_func(func)
-        params = check_params(params)
-        return _finish(self.compute("full_jacobian", func, params, create_graph), create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return keyed(_finish(self.compute("full_jacobian", func, params, create_graph), create_graph), keys)
 
     def release(self):
         """Free what the strategy keeps per workload between calls (compiled graphs, CUDA graphs and their memory

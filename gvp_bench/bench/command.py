@@ -21,7 +21,7 @@ import torch
 
 from .. import jax_side
 from ..results import ResultsError, ResultsWriter, load, new_header
-from . import summary
+from . import own, summary
 from .machine import fingerprint
 from .workloads import SUITES, expand, get_suite, shard
 
@@ -53,6 +53,10 @@ def _positive(kind):
     return parse
 
 
+def _positive_list(text):
+    return [_positive(int)(part) for part in text.split(",") if part.strip()]
+
+
 def add_parser(commands, names):
     """Add the ``run`` command to the subcommands ``commands``; ``names`` parses a comma-separated list."""
     parser = commands.add_parser("run", help="measure time and peak memory of every strategy on a suite of workloads",
@@ -63,8 +67,14 @@ def add_parser(commands, names):
                         help="all: the CPU, and CUDA when present (the default)")
     parser.add_argument("--dtype", type=names, help="float32,float64 (default: the suite's)")
     parser.add_argument("--models", type=names, help="comma-separated zoo models (default: the suite's)")
+    parser.add_argument("--workload", action="append", metavar="FILE.py:FUNCTION",
+                        help="measure your own model instead of the suite's: FILE.py:FUNCTION, package.module:FUNCTION "
+                             "or an installed workload's name, FUNCTION returning (model, x), (func, params) or a "
+                             "gvp_bench.Workload; repeatable (the suite only sets how long each cell is measured)")
     parser.add_argument("--ops", type=names, help="comma-separated ops (default: all seven)")
     parser.add_argument("--strategies", type=names, help="comma-separated strategies (default: all registered)")
+    parser.add_argument("--k", type=_positive_list, help="comma-separated vectors per call of the batch ops "
+                                                          "(default: the suite's)")
     parser.add_argument("--jax", action=argparse.BooleanOptionalAction,
                         help="also measure the JAX side-by-side rows (mlp, cnn, scalar5, elementwise; "
                              "pip install -e '.[jax]'); default: on when JAX is installed")
@@ -76,6 +86,9 @@ def add_parser(commands, names):
                         help=f"torch intra-op threads while measuring (default: torch's, {torch.get_num_threads()} here)")
     parser.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
                         help="per cell, past which it is recorded as timeout (default: the suite's)")
+    parser.add_argument("--budget", type=_positive(float), metavar="SECONDS",
+                        help="per cell: a cell one call of which would not fit is recorded as skipped, with why "
+                             "(default: the suite's; inf: none)")
     parser.add_argument("--min-run-time", type=_positive(float), metavar="SECONDS",
                         help="seconds of timed samples at least per call measured (default: the suite's)")
     parser.add_argument("--max-run-time", type=_positive(float), metavar="SECONDS",
@@ -126,32 +139,49 @@ def _check_same_run(path, header, ours):
             warnings.warn(f"{path}: its cells were measured with {name} {theirs[name]}, this run's with {mine[name]}")
 
 
+def _own_cells(args):
+    """The cells of the --workload specs: each workload's ops on the strategies, dtypes, devices and ks asked."""
+    from ..workload_specs import load
+
+    if args.models:
+        raise ValueError("--models picks zoo models: with --workload only the workloads given are measured")
+    if args.jax:
+        raise ValueError("--jax: the JAX side-by-side rows are of zoo models, not of a --workload")
+    return own.cells([load(spec) for spec in args.workload], devices=_devices(args.device), dtypes=args.dtype,
+                     ops=args.ops, strategy_names=args.strategies, ks=args.k or get_suite(args.suite).ks)
+
+
 def main(args):
     """Run the command; the exit code (130 when interrupted)."""
     from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
 
     suite = get_suite(args.suite)
-    if args.jax and not jax_side.available():
-        raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
-    no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device)) if args.jax is not False else None
-    if no_jax_on_cuda and args.jax and args.device == "cuda":
-        raise ValueError(f"--jax --device cuda: {no_jax_on_cuda}")
-    if no_jax_on_cuda:
-        print(f"gvp-bench: warning: {no_jax_on_cuda}", file=sys.stderr)
-    workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
-                       strategy_names=args.strategies,
-                       jax=jax_side.available() if args.jax is None else args.jax)
+    if args.workload:
+        workloads, suite_name = _own_cells(args), own.SUITE
+    else:
+        if args.jax and not jax_side.available():
+            raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
+        no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device)) if args.jax is not False else None
+        if no_jax_on_cuda and args.jax and args.device == "cuda":
+            raise ValueError(f"--jax --device cuda: {no_jax_on_cuda}")
+        if no_jax_on_cuda:
+            print(f"gvp-bench: warning: {no_jax_on_cuda}", file=sys.stderr)
+        workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
+                           strategy_names=args.strategies, ks=args.k,
+                           jax=jax_side.available() if args.jax is None else args.jax)
+        suite_name = suite.name
     if args.shard:
         workloads = shard(workloads, *args.shard)
     if not workloads:
-        raise ValueError(f"no cells selected: the {suite.name} suite has none for these options")
+        raise ValueError(f"no cells selected: the {suite_name} suite has none for these options")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out PATH, the results file to complete")
     threads = args.threads or torch.get_num_threads()
     settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
                         max_run_time=args.max_run_time or suite.max_run_time,
-                        timeout_s=args.timeout or suite.timeout_s)
-    header = new_header(fingerprint(threads), suite.name)
+                        timeout_s=args.timeout or suite.timeout_s,
+                        budget_s=args.budget or (None if args.workload else suite.budget_s))  # your model: no budget
+    header = new_header(fingerprint(threads), suite_name)
     path = args.out or _default_path(header, args.shard)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -161,7 +191,7 @@ def main(args):
                 if args.resume:
                     _check_same_run(path, writer.header, header)
                 todo = sum(workload.key() not in writer.done for workload in workloads)
-                print(f"gvp-bench: {todo} of {len(workloads)} cells to measure ({suite.name} suite, "
+                print(f"gvp-bench: {todo} of {len(workloads)} cells to measure ({suite_name} suite, "
                       f"{threads} threads) into {path}", file=sys.stderr)
                 try:
                     run(workloads, writer, settings, progress=not args.quiet, isolate=args.isolate)

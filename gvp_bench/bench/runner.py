@@ -18,6 +18,8 @@ so that both see the machine in the same state. A cell's status:
   memory is given back (``torch.cuda.empty_cache()``) before the next cell.
 - ``timeout``: the cell ran past its time limit (``SIGALRM``, in the main thread; a single
   long kernel finishes before the limit takes effect).
+- ``skipped``: one call would not fit the cell's time budget, by counting or as measured
+  (:mod:`~gvp_bench.bench.budget`); its first call's time is kept where one was made.
 - ``error``: anything else.
 
 After every cell the strategies release what they keep per workload (``Strategy.release``: compiled
@@ -36,6 +38,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -47,7 +50,8 @@ from ..errors import UnsupportedError
 from ..registry import release_all
 from ..results import CELL_KEY
 from . import measure
-from .workloads import framework, prepare, sizes
+from .budget import Budget, OverBudget
+from .workloads import framework, measured_sizes, prepare
 
 MAX_REASON = 300  # characters of an error message kept in a row
 
@@ -63,25 +67,32 @@ class Settings:
     min_run_time: float   # see measure.time_call
     max_run_time: float
     timeout_s: float      # per cell; 0 or None: no limit
+    budget_s: float | None = None  # per cell, past which it is skipped (gvp_bench.bench.budget); None: no budget
 
 
 @contextlib.contextmanager
-def time_limit(seconds):
-    """Raise :class:`CellTimeout` in the block after ``seconds``; no limit when falsy, or off the main thread."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
+def time_limit(seconds, expired=None):
+    """Raise ``expired()`` (by default :class:`CellTimeout`) in the block after ``seconds``; no limit when
+    falsy, or off the main thread. Inside a limit that ends sooner, that one alone acts; inside a
+    later one, the outer limit's remaining time runs on after the block."""
+    outer = signal.getitimer(signal.ITIMER_REAL)[0] if seconds else 0.0
+    if not seconds or threading.current_thread() is not threading.main_thread() or 0 < outer <= seconds:
         yield
         return
 
     def expire(signum, frame):
-        raise CellTimeout(f"over the time limit of {seconds:g} s per cell")
+        raise expired() if expired else CellTimeout(f"over the time limit of {seconds:g} s per cell")
 
     previous = signal.signal(signal.SIGALRM, expire)
+    started = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-6))
 
 
 def _one_line(error, with_type=True):
@@ -95,7 +106,7 @@ def _one_line(error, with_type=True):
 # The messages of a failed allocation: the CPU allocator's, the CUDA runtime's, and the *_ALLOC_FAILED statuses
 # of cuBLAS, cuDNN, cuFFT and cuSOLVER (cuDNN 9 also says *_ALLOCATION_FAILED)
 _OUT_OF_MEMORY = re.compile(r"can't allocate memory|CUDA out of memory|CUDA error: out of memory|_ALLOC_FAILED"
-                            r"|_ALLOCATION_FAILED")
+                            r"|_ALLOCATION_FAILED|RESOURCE_EXHAUSTED")  # the last: XLA's, for a JAX row
 
 
 def _is_out_of_memory(error):
@@ -109,17 +120,23 @@ def _is_out_of_memory(error):
     return False
 
 
-def _measure(workload, settings):
+def _measure(workload, settings, parameters, outputs):
     """The measured fields of an ok row."""
     def time_call(call):
         return measure.time_call(call, device=workload.device, threads=settings.threads,
                                  min_run_time=settings.min_run_time, max_run_time=settings.max_run_time)
 
     cell = prepare(workload)
-    first_call_s = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
+    budget = Budget(settings.budget_s)
+    budget.check_counted(cell, parameters, outputs)
+    with time_limit(budget.first_call_limit(cell), budget.first_call_expired):
+        first_call_s = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
     capture_s = peak = None
     if getattr(cell.strategy, "records_on_second_call", False):
         capture_s, peak = measure.time_and_peak(cell.product, workload.device)
+    if budget.needs_another_call(first_call_s):
+        with time_limit(budget.per_call, budget.call_expired(first_call_s)):
+            budget.check_call(measure.time_first_call(cell.product, workload.device), first_call_s)
     workarounds = cell.workarounds()
     chunking = cell.chunking()
     timing = time_call(cell.product)
@@ -137,7 +154,7 @@ def cell_row(workload, settings):
     """The fields of ``workload``'s row known before measuring: its key, framework, threads and sizes."""
     kind = framework(workload.strategy)
     threads = settings.threads if kind == "torch" else jax_side.pool_threads()
-    return dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **sizes(workload.model, workload.size))
+    return dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **measured_sizes(workload))
 
 
 def measure_cell(workload, settings):
@@ -148,8 +165,10 @@ def measure_cell(workload, settings):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # workarounds are recorded in the row, not warned per call
             with time_limit(settings.timeout_s):
-                measured = _measure(workload, settings)
+                measured = _measure(workload, settings, row["parameters"], row["outputs"])
         row.update(measured, status="ok")  # only once the time limit is off: a late alarm cannot leave half a row
+    except OverBudget as over:
+        row.update(status="skipped", error=str(over), first_call_s=over.first_call_s)
     except CellTimeout as error:
         row.update(status="timeout", error=str(error))
     except UnsupportedError as error:
@@ -158,7 +177,8 @@ def measure_cell(workload, settings):
         row.update(status="oom" if _is_out_of_memory(error) else "error", error=_one_line(error))
     release_all()
     _put_back_state(row, state)
-    if row["status"] != "ok":
+    # unsupported: refused with little allocated, freed with the error; a full collection costs more than such a cell
+    if row["status"] not in ("ok", "unsupported"):
         gc.collect()  # the failed cell's tensors, before the next cell (and before CUDA's cache is emptied)
         if torch.device(workload.device).type == "cuda":
             torch.cuda.empty_cache()
