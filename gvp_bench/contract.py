@@ -18,6 +18,7 @@ import torch
 from .blind_spots import product_scope
 from .signature import signature
 from .errors import UnsupportedError, translate_missing_rules
+from .process_state import left_as_found
 from .validation import (
     check_batch_tangents,
     check_func,
@@ -147,7 +148,8 @@ class Strategy(abc.ABC):
         workarounds a workload needed are remembered under its signature (see
         gvp_bench.signature), so later calls start inside them instead of failing
         first; the signature (a few microseconds) is only taken once some workload of this strategy
-        has needed a workaround.
+        has needed a workaround. Each attempt leaves the process state as it found it, however it ends
+        (gvp_bench.process_state): a failed attempt cannot break the retry, nor any later call.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
@@ -155,7 +157,7 @@ class Strategy(abc.ABC):
         with product_scope(self.name, product, params):
             while True:
                 try:
-                    with contextlib.ExitStack() as scope:
+                    with left_as_found(), contextlib.ExitStack() as scope:
                         for workaround in needed:
                             scope.enter_context(workaround.context())
                         with translate_missing_rules(self.name):

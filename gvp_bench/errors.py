@@ -32,6 +32,10 @@ _MISSING_RULES = [
     (re.compile(r"(\w+) is not implemented for sparse tensors"), "has no kernel for sparse gradients"),
     (re.compile(r"attempted to call in-place operation \((\S+)\) that would mutate a captured Tensor"),
      "mutates a tensor captured by func in place, which torch.func transforms forbid"),
+    (re.compile(r"torch\.func\.\{grad, vjp, jacrev, hessian\} don't yet support (saved tensor hooks)"),
+     "(a non-reentrant torch.utils.checkpoint, save_on_cpu) are not supported by torch.func's reverse mode"),
+    (re.compile(r"You are attempting to call (Tensor.requires_grad_)\(\)"),
+     "is called by func (or torch.autograd.functional inside it), which torch.func transforms forbid"),
     # aten/src/ATen/native/cudnn/RNN.cpp: a cuDNN RNN run in eval mode keeps no reserve space for its backward
     (re.compile(r"(cudnn RNN) backward can only be called in training mode"),
      "has no backward pass in eval mode (cuDNN keeps its reserve space in training mode only)"),

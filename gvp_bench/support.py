@@ -27,6 +27,7 @@ FEATURES = {
     "no_forward_formula": "func runs an operator with no forward-mode formula in torch (_weight_norm_interface)",
     "parametrization": "a param is the original of a parametrization (torch.nn.utils.parametrize)",
     "sparse_gradients": "func runs an embedding with sparse=True (autograd's sparse gradients)",
+    "saved_tensor_hooks": "func pushes saved-tensor hooks (a non-reentrant torch.utils.checkpoint, save_on_cpu)",
 }
 
 

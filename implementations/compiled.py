@@ -12,12 +12,17 @@ create_graph and what func is), each with a code object of its own, as dynamo ke
 signature and reuses the compiled graph. A new shape is a new signature and compiles anew.
 
 What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
-(no fallback to eager at a graph break), among them a closure that restores the random state on every call
+(no fallback to eager at a graph break), what the backend fails to compile (inductor's
+BackendCompilerFailed, as on a reentrant ``torch.utils.checkpoint``; the state the failed compilation
+left entered is put back first), among them a closure that restores the random state on every call
 (model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
 before compiling), a tensor computed from a param outside func and a torch.nn.utils.parametrize
-parametrization (found by one eager call of func under the substitution: compiled, it would give zeros). model_jvp / model_vjp in train mode set the random state once around the
-compiled product instead: its graph runs the forward once, and inductor draws random numbers as
+parametrization (found by one eager call of func under the substitution: compiled, it would give zeros),
+and saved-tensor hooks in func (a non-reentrant ``torch.utils.checkpoint``, found by one more eager
+call with them disabled: the compiled jvp through one answered zeros). model_jvp / model_vjp in
+train mode set the random state once around the compiled product instead: its graph runs the
+forward once, and inductor draws random numbers as
 eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):
@@ -42,6 +47,7 @@ from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Delegating, Unsupported, Un
                            one_random_state, signature)
 from gvp_bench.blind_spots import parametrizations_refused
 from gvp_bench.functional import look_through_substitution
+from gvp_bench.process_state import left_as_found
 
 NO_SECOND_ORDER = ("create_graph=True: torch.compile's graphs can be differentiated once, not twice "
                    "(aot_autograd has no double backward), and second-order products need that")
@@ -72,6 +78,23 @@ def _why(error):
     return f"{lines[0]} (in {function}, {os.path.basename(path)}:{line})"
 
 
+_HOOKS_PROBE = "gvp_bench: compiled probes func for saved-tensor hooks"
+
+
+def _uses_saved_tensors_hooks(func, params):
+    """Whether func pushes saved-tensor hooks (a non-reentrant torch.utils.checkpoint, save_on_cpu), by one call
+    of func with them disabled, leaving the random state as it was. func's own errors are left to the product."""
+    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    try:
+        with torch.random.fork_rng(devices=devices), torch.autograd.graph.disable_saved_tensors_hooks(_HOOKS_PROBE):
+            func()
+    except RuntimeError as error:
+        return _HOOKS_PROBE in str(error)
+    except Exception:  # noqa: BLE001 - func's own error: the product raises it
+        return False
+    return False
+
+
 class Compiled(Delegating):
     name = "compiled"
     costly_first_call = True
@@ -86,6 +109,8 @@ class Compiled(Delegating):
                     "dynamo does not capture torch's recurrent modules in a graph"),
         Unsupported(("parametrization",), "parametrized tensor",
                     "torch.compile of the substitution gives zeros for a parametrization's original"),
+        Unsupported(("saved_tensor_hooks",), "saved-tensor hooks",
+                    "torch.compile's graph of torch.func.jvp through saved-tensor hooks answered zeros"),
     ) + SUBSTITUTION_BLIND_SPOTS
     # inductor's options: random operations as in eager (the same numbers from the same random state)
     compile_options = {"fallback_random": True}
@@ -93,6 +118,7 @@ class Compiled(Delegating):
     def __init__(self):
         self._compiled = {}  # workload signature -> compiled product
         self._eager = _eager()
+        self._refused = {}   # workload signature -> why torch.compile failed on it
 
     def release(self):
         """Drop the compiled products and reset dynamo (its caches, and the CUDA-graph trees with their memory
@@ -106,6 +132,8 @@ class Compiled(Delegating):
         if args[-1]:
             self._refuse(product, func, params, args, NO_SECOND_ORDER)
         key = signature(product, func, params, args)
+        if key in self._refused:  # dynamo would fail the same way again, after seconds of tracing
+            self._refuse(product, func, params, args, self._refused[key])
         compiled = self._compiled.get(key)
         if compiled is None:
             with parametrizations_refused(self.name, "torch.compile of the substitution gives zeros for its "
@@ -115,17 +143,28 @@ class Compiled(Delegating):
             if given:
                 raise UnsupportedError(self.name, f"func passes a param itself to the custom autograd.Function "
                                                   f"{given[0]}, which torch.compile does not substitute")
+            if _uses_saved_tensors_hooks(func, params):
+                raise UnsupportedError(self.name, "func uses saved-tensor hooks (a non-reentrant torch.utils.checkpoint, "
+                                                  "save_on_cpu): torch.compile's graph of torch.func.jvp through them "
+                                                  "answered zeros")
             compiled = torch.compile(_with_own_code(self._eager.implementation(product)), fullgraph=True,
                                      dynamic=False, options=self.compile_options)
             self._compiled[key] = compiled
         try:
-            return compiled(func, params, *args)
+            with left_as_found():  # a failed compilation can leave state entered (saved-tensor hooks disabled)
+                return compiled(func, params, *args)
         except torch._dynamo.exc.Unsupported as error:
-            self._refuse(product, func, params, args, f"torch.compile cannot capture it in one graph: {_why(error)}")
+            reason = f"torch.compile cannot capture it in one graph: {_why(error)}"
+        except torch._dynamo.exc.TorchDynamoException as error:  # among them inductor's BackendCompilerFailed
+            reason = f"torch.compile failed ({type(error).__name__}): {_why(error)}"
+        self._eager.implementation(product)(func, params, *args)  # func's own error or a missing formula: raised as eagerly
+        self._refused[key] = reason
+        raise UnsupportedError(self.name, reason)
 
     def _refuse(self, product, func, params, args, reason):
-        """Raise what every strategy raises where that is the cause (bad input, a missing formula: the eager
-        product tells; dynamo only says it observed an exception), else UnsupportedError with the reason."""
+        """Raise what every strategy raises where that is the cause (bad input, a missing formula, func's own
+        exception: the eager product tells; dynamo only says it observed an exception), else UnsupportedError
+        with the reason."""
         self._eager.implementation(product)(func, params, *args)
         raise UnsupportedError(self.name, reason)
 

@@ -3,10 +3,11 @@
 With no option: the quick suite, on the CPU and on CUDA when present, into a new file under
 ``results/``. ``--resume --out PATH`` completes a file a stopped run left, measuring only the
 cells it lacks; ``--shard i/N`` measures one of N disjoint parts of the selection (the files
-of the shards load together). Where JAX is installed, the JAX side-by-side rows are measured
-too, unless ``--no-jax``. A damaged results file or a refused one (locked by another run,
-another suite, another machine) ends the command with a one-line ``gvp-bench: ...`` message;
-warnings (lines dropped from a damaged file) are one line each.
+of the shards load together); ``--isolate`` measures each cell in a fresh process, so that a
+crash records that cell and the run goes on (gvp_bench.bench.isolate). Where JAX is installed,
+the JAX side-by-side rows are measured too, unless ``--no-jax``. A damaged results file or a
+refused one (locked by another run, another suite, another machine) ends the command with a
+one-line ``gvp-bench: ...`` message; warnings (lines dropped from a damaged file) are one line each.
 """
 
 import argparse
@@ -92,6 +93,9 @@ def add_parser(commands, names):
                         help="seconds of timed samples at least per call measured (default: the suite's)")
     parser.add_argument("--max-run-time", type=_positive(float), metavar="SECONDS",
                         help="seconds of timed samples at most, unless already stable (default: the suite's)")
+    parser.add_argument("--isolate", action="store_true",
+                        help="measure each cell in a fresh process, so that a crash (a segfault, an abort in a "
+                             "kernel) records that cell as error and the run goes on; costs a torch import per cell")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=main)
 
@@ -190,7 +194,7 @@ def main(args):
                 print(f"gvp-bench: {todo} of {len(workloads)} cells to measure ({suite_name} suite, "
                       f"{threads} threads) into {path}", file=sys.stderr)
                 try:
-                    run(workloads, writer, settings, progress=not args.quiet)
+                    run(workloads, writer, settings, progress=not args.quiet, isolate=args.isolate)
                 except KeyboardInterrupt:
                     print(f"\ngvp-bench: interrupted; the cells measured so far are in {path} "
                           f"(--resume --out {path} completes it)", file=sys.stderr)

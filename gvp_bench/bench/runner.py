@@ -24,7 +24,10 @@ so that both see the machine in the same state. A cell's status:
 
 After every cell the strategies release what they keep per workload (``Strategy.release``: compiled
 graphs, CUDA graphs and their pools), so a cell's memory is not held through the rest of the run.
-Every status but ``ok`` carries a one-line reason in ``error``. Each row is written (and
+Every status but ``ok`` carries a one-line reason in ``error``. A cell that leaves the process state
+changed (gvp_bench.process_state: a mode, level or flag a failure left entered) has it put back
+before the next cell, and says so in ``error`` (an ``ok`` cell that did becomes ``error``: the
+cells after it would have run in the wrong mode). Each row is written (and
 fsynced) by the :class:`~gvp_bench.results.ResultsWriter` before the next cell starts, so a run
 stopped at any point keeps every finished cell; Ctrl-C stops the loop between two writes.
 """
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from .. import jax_side
+from .. import jax_side, process_state
 from ..errors import UnsupportedError
 from ..registry import release_all
 from ..results import CELL_KEY
@@ -147,11 +150,17 @@ def _measure(workload, settings, parameters, outputs):
                 choice=getattr(cell.strategy, "last_choice", None), **chunking)
 
 
-def measure_cell(workload, settings):
-    """One results row for ``workload``: measured, or with the status and reason of why not."""
+def cell_row(workload, settings):
+    """The fields of ``workload``'s row known before measuring: its key, framework, threads and sizes."""
     kind = framework(workload.strategy)
     threads = settings.threads if kind == "torch" else jax_side.pool_threads()
-    row = dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **measured_sizes(workload))
+    return dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **measured_sizes(workload))
+
+
+def measure_cell(workload, settings):
+    """One results row for ``workload``: measured, or with the status and reason of why not."""
+    row = cell_row(workload, settings)
+    state = process_state.snapshot()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # workarounds are recorded in the row, not warned per call
@@ -167,6 +176,7 @@ def measure_cell(workload, settings):
     except Exception as error:  # a failing cell is recorded, and the run goes on
         row.update(status="oom" if _is_out_of_memory(error) else "error", error=_one_line(error))
     release_all()
+    _put_back_state(row, state)
     # unsupported: refused with little allocated, freed with the error; a full collection costs more than such a cell
     if row["status"] not in ("ok", "unsupported"):
         gc.collect()  # the failed cell's tensors, before the next cell (and before CUDA's cache is emptied)
@@ -175,17 +185,34 @@ def measure_cell(workload, settings):
     return row
 
 
-def run(workloads, writer, settings, *, progress=True):
-    """Measure the ``workloads`` the writer does not have yet, writing each row as it is measured.
+def _put_back_state(row, state):
+    """Put back what the cell left changed of the process state, and record it in the row."""
+    leaked = process_state.restore(state)
+    if not leaked:
+        return
+    note = f"left the process state changed ({', '.join(leaked)}), put back"
+    if row["status"] == "ok":
+        row.update(status="error", error=f"measured, but {note}")
+    else:
+        row["error"] = f"{row['error']}; {note}"
+
+
+def run(workloads, writer, settings, *, progress=True, isolate=False):
+    """Measure the ``workloads`` the writer does not have yet, writing each row as it is measured; with
+    ``isolate``, each cell in a fresh process (gvp_bench.bench.isolate).
 
     Returns the rows measured. A KeyboardInterrupt propagates after the rows written so far.
     """
+    if isolate:
+        from .isolate import measure_cell_in_a_process as measure_one
+    else:
+        measure_one = measure_cell
     todo = [workload for workload in workloads if workload.key() not in writer.done]
     rows = []
     with tqdm(todo, desc="gvp-bench", unit="cell", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
         for workload in bar:
             bar.set_postfix_str(str(workload), refresh=False)
-            row = measure_cell(workload, settings)
+            row = measure_one(workload, settings)
             writer.write(row)
             rows.append(row)
     return rows
