@@ -83,9 +83,10 @@ def _recommend(args):
 def _compare(args):
     from . import compare
 
-    result = compare.compare_files([args.base], [args.new], args.threshold)
-    print(compare.render(result, markdown=args.format == "markdown", only_changed=args.only_changed))
-    return 1 if len(result.regressions) else 0
+    result = compare.compare_files([args.base], [args.new], args.threshold, args.instructions_threshold)
+    print(compare.render(result, markdown=args.format == "markdown", only_changed=args.only_changed,
+                         allow_missing=args.allow_missing, strict=args.strict))
+    return compare.exit_code(result, allow_missing=args.allow_missing, strict=args.strict)
 
 
 def _targets(args):
@@ -124,10 +125,18 @@ def build_parser():
     recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
     recommend.add_argument("--results", nargs="+", default=["results"], help="files or folders (default: results)")
     recommend.set_defaults(run=_recommend)
-    compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression")
+    compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression, "
+                                                  "2 when nothing or not every BASE cell is comparable")
     compare.add_argument("base", help="results file or folder of the baseline")
     compare.add_argument("new", help="results file or folder to check")
     compare.add_argument("--threshold", type=float, default=0.10, help="relative change that counts (default 0.10)")
+    compare.add_argument("--instructions-threshold", type=float, default=0.01,
+                         help="relative change of instructions per call that counts (default 0.01)")
+    compare.add_argument("--allow-missing", action="store_true",
+                         help="BASE cells missing from NEW, or failing there, do not end in exit status 2")
+    compare.add_argument("--strict", action="store_true",
+                         help="exit 2 when the runs' set-up differs (threads, torch, machine, measure), "
+                              "not only warn")
     compare.add_argument("--format", choices=["text", "markdown"], default="text")
     compare.add_argument("--only-changed", action="store_true", help="list only the cells that changed beyond noise")
     compare.set_defaults(run=_compare)

@@ -35,6 +35,11 @@ CELL_FIELDS = CELL_KEY + (
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples
     "samples_s",         # the samples themselves (seconds per call), kept for compare
+    "thread_cpu_median_s",   # median thread CPU time per call of the same samples (time.thread_time)
+    "thread_cpu_samples_s",  # per sample; well under samples_s: the thread was preempted
+    "instructions",          # --measure instructions: instructions per call (callgrind), the median of the repeats
+    "instructions_samples",  # per counted repeat
+    "forward_instructions",  # the plain forward pass's instructions per call
     "peak_bytes",        # peak memory above what the inputs already hold (torch's allocations; None for jax rows)
     "forward_median_s",  # median time of the plain forward pass of the same workload
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes

@@ -3,7 +3,8 @@
 With no option: the quick suite, on the CPU and on CUDA when present, into a new file under
 ``results/``. ``--resume --out PATH`` completes a file a stopped run left, measuring only the
 cells it lacks; ``--shard i/N`` measures one of N disjoint parts of the selection (the files
-of the shards load together). Where JAX is installed, the JAX side-by-side rows are measured
+of the shards load together). ``--measure instructions`` counts instructions per call under
+callgrind instead of timing (:mod:`.callgrind`: CPU only, one thread by default). Where JAX is installed, the JAX side-by-side rows are measured
 too, unless ``--no-jax``. A damaged results file or a refused one (locked by another run,
 another suite, another machine) ends the command with a one-line ``gvp-bench: ...`` message;
 warnings (lines dropped from a damaged file) are one line each.
@@ -20,12 +21,13 @@ import torch
 
 from .. import jax_side
 from ..results import ResultsError, ResultsWriter, load, new_header
-from . import summary
+from . import callgrind, summary
 from .machine import fingerprint
 from .workloads import SUITES, expand, get_suite, shard
 
 # A resumed file must come from the same machine and software: these fingerprint fields must match.
 SAME_MACHINE = ("cpu", "gpu", "torch")
+MEASURES = ("time", "instructions")
 
 
 def _shard(text):
@@ -77,11 +79,19 @@ def add_parser(commands, names):
                         help="seconds of timed samples at least per call measured (default: the suite's)")
     parser.add_argument("--max-run-time", type=_positive(float), metavar="SECONDS",
                         help="seconds of timed samples at most, unless already stable (default: the suite's)")
+    parser.add_argument("--measure", choices=MEASURES, default="time",
+                        help="time: seconds per call (the default); instructions: instructions per call counted by "
+                             "callgrind (valgrind; CPU only, slow, steady under load; default --threads 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=main)
 
 
-def _devices(choice):
+def _devices(choice, measure):
+    if measure == "instructions":
+        if choice == "cuda":
+            raise ValueError("--measure instructions: counts are for the CPU only (callgrind does not see a "
+                             "device's kernels); use --device cpu")
+        return ["cpu"]
     if choice == "cpu":
         return ["cpu"]
     if choice == "cuda" and not torch.cuda.is_available():
@@ -110,6 +120,9 @@ def _check_same_run(path, header, ours):
         raise ResultsError(f"{path}: holds the {header.get('suite')!r} suite, not {ours['suite']!r}; "
                            f"resume it with --suite {header.get('suite')}")
     theirs, mine = header.get("machine") or {}, ours["machine"]
+    if theirs.get("measure", "time") != mine["measure"]:
+        raise ResultsError(f"{path}: holds measure {theirs.get('measure', 'time')!r}, not {mine['measure']!r}; "
+                           f"resume it with --measure {theirs.get('measure', 'time')}")
     different = [name for name in SAME_MACHINE if theirs.get(name) != mine[name]]
     if different:
         raise ResultsError(f"{path}: measured on another machine ("
@@ -124,7 +137,8 @@ def main(args):
     suite = get_suite(args.suite)
     if args.jax and not jax_side.available():
         raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
-    workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
+    instructions = args.measure == "instructions"
+    workloads = expand(suite, devices=_devices(args.device, args.measure), dtypes=args.dtype, models=args.models, ops=args.ops,
                        strategy_names=args.strategies,
                        jax=jax_side.available() if args.jax is None else args.jax)
     if args.shard:
@@ -133,11 +147,14 @@ def main(args):
         raise ValueError(f"no cells selected: the {suite.name} suite has none for these options")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out PATH, the results file to complete")
-    threads = args.threads or torch.get_num_threads()
+    if instructions and not callgrind.active():
+        return callgrind.relaunch(args)  # which comes back here, under callgrind
+    threads = args.threads or (1 if instructions else torch.get_num_threads())
     settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
                         max_run_time=args.max_run_time or suite.max_run_time,
-                        timeout_s=args.timeout or suite.timeout_s)
-    header = new_header(fingerprint(threads), suite.name)
+                        timeout_s=args.timeout or suite.timeout_s * (callgrind.SLOWDOWN if instructions else 1),
+                        measure=args.measure)
+    header = new_header(dict(fingerprint(threads), measure=args.measure), suite.name)
     path = args.out or _default_path(header, args.shard)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -7,7 +7,9 @@ calls, one call for peak memory (torch's allocations: not for JAX side-by-side c
 timed plain forward pass of the same workload (JAX's own for a JAX cell), right after the product
 so that both see the machine in the same state. A cell's status:
 
-- ``ok``: measured; ``forward_ratio`` = median / forward median.
+- ``ok``: measured; ``forward_ratio`` = median / forward median. With ``measure="instructions"``
+  (inside a run under callgrind), instructions per call replace the times and the peak
+  (:func:`~.callgrind.count_cell`), and ``forward_ratio`` is their ratio.
 - ``unsupported``: the strategy raised :class:`gvp_bench.UnsupportedError`.
 - ``oom``: out of memory (``torch.OutOfMemoryError``, or the CPU allocator's failure); the
   memory is given back (``torch.cuda.empty_cache()``) before the next cell.
@@ -23,6 +25,7 @@ stopped at any point keeps every finished cell; Ctrl-C stops the loop between tw
 import contextlib
 import gc
 import signal
+import statistics
 import sys
 import threading
 import warnings
@@ -34,7 +37,7 @@ from tqdm import tqdm
 from .. import jax_side
 from ..errors import UnsupportedError
 from ..results import CELL_KEY
-from . import measure
+from . import callgrind, measure
 from .workloads import framework, prepare, sizes
 
 MAX_REASON = 300  # characters of an error message kept in a row
@@ -51,6 +54,7 @@ class Settings:
     min_run_time: float   # see measure.time_call
     max_run_time: float
     timeout_s: float      # per cell; 0 or None: no limit
+    measure: str = "time"  # or "instructions": counted under callgrind (gvp_bench.bench.callgrind)
 
 
 @contextlib.contextmanager
@@ -95,14 +99,18 @@ def _measure(workload, settings):
     first_call_s = measure.time_first_call(cell.product, workload.device)  # an unsupported product fails here
     workarounds = cell.workarounds()
     chunking = cell.chunking()
+    common = dict(first_call_s=first_call_s, workarounds=workarounds, choice=getattr(cell.strategy, "last_choice", None),
+                  **chunking)
+    if settings.measure == "instructions":
+        return dict(common, **callgrind.count_cell(cell))
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
     peak = measure.peak_bytes(cell.product, workload.device) if cell.framework == "torch" else None
     forward = time_call(cell.forward)
-    return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
-                first_call_s=first_call_s, peak_bytes=peak, forward_median_s=forward.median_s,
-                forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds,
-                choice=getattr(cell.strategy, "last_choice", None), **chunking)
+    return dict(common, median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
+                thread_cpu_median_s=statistics.median(timing.cpu_samples_s),
+                thread_cpu_samples_s=timing.cpu_samples_s, peak_bytes=peak, forward_median_s=forward.median_s,
+                forward_ratio=timing.median_s / forward.median_s)
 
 
 def measure_cell(workload, settings):
