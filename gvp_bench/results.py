@@ -96,8 +96,13 @@ def _check_cell(record):
 def read(path):
     """The header and the intact cell rows of one results file, and the dropped lines with why.
 
-    Returns ``(header, rows, dropped)``, dropped being a list of ``(line number, reason)``.
+    Returns ``(header, rows, dropped)``, dropped being a list of ``(line number, reason)``. A
+    pytest-benchmark JSON file (``.json``) is read by :mod:`gvp_bench.pytest_benchmark`.
     """
+    from . import pytest_benchmark
+
+    if pytest_benchmark.is_pytest_benchmark(path):
+        return pytest_benchmark.read(path)
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as stream:

@@ -55,7 +55,7 @@ def test_each_counted_block_is_read_from_its_dump_per_call(monkeypatch, tmp_path
 
     monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
     counts = callgrind.count(lambda: calls.append(1))
-    assert len(calls) == callgrind.CALLS * (1 + callgrind.REPEATS)  # a warm-up block, then the counted ones
+    assert len(calls) == callgrind.WARMUP_CALLS + callgrind.CALLS * callgrind.REPEATS
     # the dump after n calls in all, the k-th: summary 1000 n + k, over CALLS calls
     assert counts == [(1000 * n + k) / callgrind.CALLS for k, n in enumerate(dumps, start=1)]
     assert not list(tmp_path.iterdir())

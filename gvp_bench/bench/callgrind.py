@@ -7,11 +7,13 @@ How: ``gvp-bench run --measure instructions`` starts the same run again, once, u
 ``valgrind --tool=callgrind --collect-atstart=no`` (:func:`relaunch`): the valgrind'd Python
 imports torch and sets up a cell far more slowly than a plain one, so every cell of the run is
 counted in that one process. There, each cell is set up and called once as in a timed run, then
-its product is called :data:`CALLS` times uncounted (warm-up), then :data:`REPEATS` times a
-block of :data:`CALLS` calls between ``torch._C._valgrind_toggle()`` (collection on) and
+its product is called :data:`WARMUP_CALLS` times uncounted (autograd's and the allocator's
+caches fill over the first calls), then :data:`REPEATS` times a block of :data:`CALLS` calls
+between ``torch._C._valgrind_toggle()`` (collection on) and
 ``torch._C._valgrind_toggle_and_dump_stats()`` (collection off, and the counts written to a
 file and reset): the protocol ``torch.utils.benchmark.Timer.collect_callgrind`` runs in its own
-subprocess. That Timer method is not called itself because it starts a new valgrind'd Python
+subprocess. Python's cyclic garbage collector runs before each block and is paused during it
+(as timeit pauses it), so that a collection does not land in one block and not another. That Timer method is not called itself because it starts a new valgrind'd Python
 for every statement and can only hand it globals it can serialise (tensors, TorchScript), not
 a strategy's closure over a model. Each dump's ``summary:`` line is the instructions executed
 (Ir) while collecting; a block's count over its calls is one repeat. The plain forward pass is
@@ -28,6 +30,7 @@ the CPU only. Peak memory is not measured in such a run.
 """
 
 import argparse
+import gc
 import json
 import os
 import pathlib
@@ -39,7 +42,8 @@ import tempfile
 
 import torch
 
-CALLS = 3    # calls per counted block (and per warm-up block)
+WARMUP_CALLS = 10  # uncounted calls before the counted blocks
+CALLS = 3    # calls per counted block
 REPEATS = 3  # counted blocks per call measured
 SLOWDOWN = 50  # how much longer a cell takes under callgrind (valgrind's manual: 50-100x), for its default time limit
 _ARGS = "GVP_BENCH_CALLGRIND_ARGS"  # the run's options, handed to the process under callgrind
@@ -90,14 +94,21 @@ def count(call):
     """Instructions per call of ``call()``, one figure per counted block."""
     if not active():
         raise CallgrindError("instructions are counted only under callgrind: gvp-bench run --measure instructions")
-    for _ in range(CALLS):
+    for _ in range(WARMUP_CALLS):
         call()
     counts = []
+    collecting = gc.isenabled()
     for _ in range(REPEATS):
-        torch._C._valgrind_toggle()
-        for _ in range(CALLS):
-            call()
-        torch._C._valgrind_toggle_and_dump_stats()
+        gc.collect()
+        gc.disable()
+        try:
+            torch._C._valgrind_toggle()
+            for _ in range(CALLS):
+                call()
+            torch._C._valgrind_toggle_and_dump_stats()
+        finally:
+            if collecting:
+                gc.enable()
         counts.append(_read_dump() / CALLS)
     return counts
 
