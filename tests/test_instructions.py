@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gvp_bench import cli
-from gvp_bench.bench import callgrind, measure
+from gvp_bench.bench import callgrind, measure, runner, workloads
 
 
 def test_a_run_is_relaunched_once_under_callgrind_with_its_options(monkeypatch, tmp_path):
@@ -66,3 +66,20 @@ def test_every_timed_sample_has_its_thread_cpu_time():
                                max_run_time=0.05)
     assert len(timing.cpu_samples_s) == len(timing.samples_s) >= 1
     assert all(seconds > 0 for seconds in timing.cpu_samples_s)
+
+
+def test_a_timed_row_keeps_thread_cpu_time_next_to_each_wall_time_sample():
+    cell = workloads.Workload("jvp", "mlp", "tiny", "forward_dual", "cpu", "float32")
+    row = runner.measure_cell(cell, runner.Settings(threads=1, min_run_time=0.001, max_run_time=0.01, timeout_s=60))
+    assert row["status"] == "ok" and len(row["thread_cpu_samples_s"]) == len(row["samples_s"]) == row["runs"]
+    assert min(row["thread_cpu_samples_s"]) <= row["thread_cpu_median_s"] <= max(row["thread_cpu_samples_s"])
+
+
+def test_a_file_of_one_measure_is_not_resumed_with_the_other(tmp_path, monkeypatch):
+    out = tmp_path / "timed.jsonl"
+    selection = ["--models", "scalar5", "--ops", "jvp", "--strategies", "forward_dual", "--no-jax", "--quiet",
+                 "--threads", "1", "--min-run-time", "0.001", "--max-run-time", "0.01", "--out", str(out)]
+    assert cli.main(["run", *selection]) == 0
+    monkeypatch.setenv("GVP_BENCH_CALLGRIND_DUMPS", str(tmp_path))  # as if under callgrind: no relaunch
+    with pytest.raises(SystemExit, match="holds measure 'time', not 'instructions'; resume it with --measure time"):
+        cli.main(["run", *selection, "--resume", "--measure", "instructions"])
