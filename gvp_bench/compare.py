@@ -188,19 +188,12 @@ def _time_verdict(row, comparison):
     return "", False
 
 
-def _memory_verdict(row, threshold):
-    if row.memory_ratio > 1 + threshold:
-        return "more memory", True
-    if row.memory_ratio < 1 / (1 + threshold):
-        return "less memory", False
-    return "", False
-
-
-def _instructions_verdict(row, threshold):
-    if row.instructions_ratio > 1 + threshold:
-        return "more instructions", True
-    if row.instructions_ratio < 1 / (1 + threshold):
-        return "fewer instructions", False
+def _count_verdict(ratio, threshold, more, fewer):
+    """For a deterministic count (bytes, instructions): ``more`` (a regression) or ``fewer`` beyond the threshold."""
+    if ratio > 1 + threshold:
+        return more, True
+    if ratio < 1 / (1 + threshold):
+        return fewer, False
     return "", False
 
 
@@ -219,9 +212,10 @@ def _verdicts(comparison):
         if row.status_base == "ok" and row.status_new == "ok":
             parts.append(_time_verdict(row, comparison))
             if pd.notna(row.memory_ratio):
-                parts.append(_memory_verdict(row, comparison.threshold))
+                parts.append(_count_verdict(row.memory_ratio, comparison.threshold, "more memory", "less memory"))
             if pd.notna(row.instructions_ratio):
-                parts.append(_instructions_verdict(row, comparison.instructions_threshold))
+                parts.append(_count_verdict(row.instructions_ratio, comparison.instructions_threshold,
+                                            "more instructions", "fewer instructions"))
         verdicts.append(", ".join(word for word, _ in parts if word) or "same")
         regressed.append(any(bad for _, bad in parts))
     return verdicts, regressed
