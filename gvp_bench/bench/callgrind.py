@@ -72,7 +72,8 @@ def relaunch(args):
                    sys.executable, "-m", __name__]
         print("gvp-bench: counting instructions under callgrind: starting Python under valgrind takes minutes, "
               "then each cell tens of times its plain duration", file=sys.stderr)
-        environment = dict(os.environ, **{_ARGS: json.dumps(options), _DUMPS: dumps})
+        # a fixed string hash seed: the same dict and set layouts, so the same instructions, in every run
+        environment = dict(os.environ, PYTHONHASHSEED="0", **{_ARGS: json.dumps(options), _DUMPS: dumps})
         code = subprocess.run(command, env=environment).returncode
         if code not in (0, 130) and os.path.exists(log):
             tail = pathlib.Path(log).read_text(errors="replace").splitlines()[-5:]
