@@ -130,3 +130,10 @@ def test_auto_is_scored_against_the_best_it_chooses_from_by_default(tmp_path):
     assert winners.loc["jvp", "auto / best"] == "1.05x" and winners.loc["jvp", "choice / best"] == "1x"
     assert winners.loc["vjp", "auto / best"] == "1.04x" and winners.loc["vjp", "choice / best"] == "1x"
     assert tables.auto_scores(cells) == (2, 2, 2)
+
+
+def test_a_report_of_instruction_counts_only_says_compare_reads_them(tmp_path):
+    rows = [dict(row, median_s=None, samples_s=None, instructions=1e6) for row in synthetic.cells(models=("cnn",))]
+    counted = synthetic.write(tmp_path / "counted.jsonl", rows, machine=dict(synthetic.MACHINE, measure="instructions"))
+    with pytest.raises(SystemExit, match="instruction counts only .*gvp-bench compare reads the counts"):
+        cli.main(["report", str(counted), "--out", str(tmp_path / "report")])
