@@ -290,14 +290,17 @@ def _display(table):
     for _, row in table.iterrows():
         p = min(row.p_slower, row.p_faster)
         both = row.status_base == "ok" and row.status_new == "ok"
+        timed = both and pd.notna(row.time_ratio)
         rows.append({"verdict": row.verdict, "cell": workload(row), "base": _time(row, "base"),
                      "new": _time(row, "new"), "ratio": units.ratio(row.time_ratio if pd.notna(row.time_ratio) else row.instructions_ratio, 4),
                      "vs machine": units.ratio(row.vs_machine), "vs forward": units.ratio(row.vs_forward),
-                     "p": "" if not both else f"{p:.1g}" if row.decisive else "n/a",
+                     "p": "" if not timed else f"{p:.1g}" if row.decisive else "n/a",
                      "peak memory": units.size_in_bytes(row.peak_bytes_new if both else np.nan),
                      "memory ratio": units.ratio(row.memory_ratio)})
-    return pd.DataFrame(rows, columns=["verdict", "cell", "base", "new", "ratio", "vs machine", "vs forward", "p",
-                                       "peak memory", "memory ratio"])
+    frame = pd.DataFrame(rows, columns=["verdict", "cell", "base", "new", "ratio", "vs machine", "vs forward", "p",
+                                        "peak memory", "memory ratio"])
+    empty = [name for name in frame.columns[4:] if len(frame) and frame[name].eq("").all()]
+    return frame.drop(columns=empty)  # what neither run measured (instruction counts have no time or memory)
 
 
 def _change(value):
