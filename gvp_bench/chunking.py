@@ -8,8 +8,10 @@ products of a small CNN took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They
 - ``chunk_size``: rows at once; an int, ``None`` (all rows at once) or ``"auto"`` (the default):
   as many as fit the memory budget;
 - ``memory_budget`` (with ``"auto"`` only): bytes (an int), or a fraction of the memory free on
-  the params' device (a float in (0, 1]; default 0.5, as auto's): ``torch.cuda.mem_get_info``
-  on CUDA, ``MemAvailable`` on the CPU (gvp_bench.autotune.candidates).
+  the params' device (a float in (0, 1]; default 0.5, as auto's): on CUDA ``torch.cuda.mem_get_info``'s
+  free bytes plus what torch's caching allocator has reserved but not allocated (so the budget does not
+  shrink with the blocks earlier work left cached), ``MemAvailable`` on the CPU
+  (gvp_bench.autotune.candidates).
 
 ``"auto"`` chooses ``(budget - held) // row``, at least 1 and at most the number of rows, where
 

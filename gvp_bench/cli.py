@@ -1,6 +1,7 @@
 """The ``gvp-bench`` command line."""
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -8,8 +9,11 @@ import torch
 
 from .bench import command as bench_command
 from .conformance import CASES, case_by_name, cells, pivot, support_matrix
+from .conformance import own as own_conformance
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
+from .workload import SIZE as WORKLOAD_SIZE
+from .workload_specs import WorkloadSpecError, installed as installed_workloads, load as load_workload
 
 
 def _names(text):
@@ -22,9 +26,16 @@ def _conformance(args):
     for name in args.strategies or []:
         get_strategy(name)  # an unknown name fails here with the list of valid ones
     torch.set_num_threads(1)  # tiny models: more intra-op threads only add synchronisation
-    cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
     devices = args.devices or available_devices()
-    selected = list(cells(args.strategies, cases, args.dtypes, devices))
+    if args.workload:
+        if args.cases:
+            raise ValueError("--cases picks built-in cases: with --workload only the workloads given are checked")
+        workloads = [load_workload(spec) for spec in args.workload]
+        selected = list(own_conformance.cells(workloads, args.strategies, args.dtypes, args.devices))
+        devices = sorted({cell[-1] for cell in selected})
+    else:
+        cases = [case_by_name(name) for name in args.cases] if args.cases else CASES
+        selected = list(cells(args.strategies, cases, args.dtypes or list(DTYPES), devices))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with tqdm(total=len(selected), desc="conformance", unit="cell", file=sys.stderr,
@@ -53,7 +64,14 @@ def _zoo(args):
     from . import zoo
 
     rows = []
-    for name in args.models or zoo.names():
+    installed = installed_workloads()
+    for name in args.models or zoo.names() + sorted(installed):
+        if name in installed and name not in zoo.names():  # a package's own workload (gvp_bench.workloads)
+            workload = load_workload(name)
+            rows.append(dict(model=name, size=WORKLOAD_SIZE, parameters=workload.parameter_count,
+                             outputs=workload.output_size, forward_flops=None,
+                             description=f"installed workload ({installed[name].value})"))
+            continue
         for size in args.sizes or zoo.SIZES:
             model = zoo.build(name, size)
             rows.append(dict(model=name, size=size, parameters=model.parameter_count, outputs=model.output_size,
@@ -74,10 +92,40 @@ def _recommend(args):
     from . import recommend
     from .measurements import load_cells
 
-    chosen = recommend.recommend(load_cells(args.results), args.op, args.model, args.size, args.device, args.dtype,
-                                 args.k)
+    if (args.model is None) == (args.workload is None):
+        raise ValueError("recommend needs one of --model (a zoo model) or --workload (your own)")
+    if args.workload is None:
+        cells, model, dtype = load_cells(args.results or ["results"]), args.model, args.dtype or "float32"
+    else:
+        workload = load_workload(args.workload)
+        model, dtype = workload.name, args.dtype
+        cells = load_cells(args.results) if args.results else _measure_for_recommend(workload, args)
+    chosen = recommend.recommend(cells, args.op, model, args.size, args.device, dtype, args.k)
     print(recommend.render(chosen))
     return 0 if len(chosen.ranked) else 1
+
+
+def _measure_for_recommend(workload, args):
+    """The cells of ``args.op`` on ``workload``, measured now with every strategy (into --out, or a file
+    removed after)."""
+    import tempfile
+
+    from .bench.own import measure
+    from .measurements import load_cells
+
+    print(f"gvp-bench: no --results given: measuring {args.op} on {workload.name} with "
+          f"{', '.join(args.strategies) if args.strategies else 'every strategy'} now", file=sys.stderr)
+    options = dict(devices=[args.device], dtypes=[args.dtype] if args.dtype else None, ops=[args.op],
+                   strategies=args.strategies, ks=[args.k or 8], progress=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.out:
+            measure([workload], args.out, **options)
+            return load_cells([args.out])
+        with tempfile.TemporaryDirectory(prefix="gvp-bench-") as folder:
+            path = os.path.join(folder, "results.jsonl")
+            measure([workload], path, **options)
+            return load_cells([path])
 
 
 def _compare(args):
@@ -98,6 +146,12 @@ def _targets(args):
     return 1 if any(outcome.verdict == "MISSED" for outcome in outcomes) else 0
 
 
+def _selftest(args):
+    from . import selftest
+
+    return 1 if selftest.run(args.device, args.quick) else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gvp-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,7 +159,12 @@ def build_parser():
         "conformance", help="check every strategy against the oracle and print the support matrix")
     conformance.add_argument("--strategies", type=_names, help="comma-separated names (default: all registered)")
     conformance.add_argument("--cases", type=_names, help="comma-separated case names (default: all)")
-    conformance.add_argument("--dtypes", type=_names, default=list(DTYPES), help="float32,float64 (default: both)")
+    conformance.add_argument("--workload", action="append", metavar="FILE.py:FUNCTION",
+                             help="check the strategies on your own model instead of the built-in cases: "
+                                  "FILE.py:FUNCTION, package.module:FUNCTION or an installed workload's name "
+                                  "(as for gvp-bench run); repeatable")
+    conformance.add_argument("--dtypes", type=_names,
+                             help="float32,float64 (default: both; a closure workload: its own)")
     conformance.add_argument("--devices", type=_names, help="cpu,cuda (default: cpu, and cuda when present)")
     conformance.add_argument("--format", choices=["text", "markdown"], default="text")
     conformance.add_argument("--csv", help="also write one row per cell, with the details, to this CSV file")
@@ -117,13 +176,20 @@ def build_parser():
     report.set_defaults(run=_report)
     recommend = commands.add_parser("recommend", help="rank the strategies for a workload from measured results")
     recommend.add_argument("--op", required=True, help="jvp, vjp, model_jvp, model_vjp, batch_jvp, batch_vjp, ...")
-    recommend.add_argument("--model", required=True, help="a zoo model, e.g. mlp")
+    recommend.add_argument("--model", help="a zoo model, e.g. mlp")
+    recommend.add_argument("--workload", metavar="FILE.py:FUNCTION",
+                           help="your own model instead (as for gvp-bench run): ranked from --results when given, "
+                                "else measured now")
     recommend.add_argument("--size", help="tiny, small, medium or large (default: the largest measured)")
     recommend.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                            help="default: cuda when this machine has it, else cpu")
-    recommend.add_argument("--dtype", default="float32")
+    recommend.add_argument("--dtype", help="default: float32 (a --workload: its own)")
     recommend.add_argument("--k", type=int, help="vectors per call of a batch op (default: the largest measured)")
-    recommend.add_argument("--results", nargs="+", default=["results"], help="files or folders (default: results)")
+    recommend.add_argument("--results", nargs="+", help="files or folders (default: results; with --workload: "
+                                                         "measure now)")
+    recommend.add_argument("--strategies", type=_names, help="with --workload and no --results: measure only these "
+                                                             "(default: all registered)")
+    recommend.add_argument("--out", help="with --workload and no --results: keep the measurements in this results file")
     recommend.set_defaults(run=_recommend)
     compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression, "
                                                   "2 when nothing or not every BASE cell is comparable")
@@ -148,6 +214,12 @@ def build_parser():
     zoo_command.add_argument("--sizes", type=_names, help="comma-separated sizes (default: all)")
     zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
     zoo_command.set_defaults(run=_zoo)
+    selftest = commands.add_parser("selftest", help="exercise every CUDA path once (minutes): one ok / FAIL / skip "
+                                                    "line per check; exits 1 on a FAIL")
+    selftest.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu",
+                          help="default: cuda when this machine has it, else cpu (the same checks, CUDA's skipped)")
+    selftest.add_argument("--quick", action="store_true", help="fewer strategies per case, fewer ops in the run")
+    selftest.set_defaults(run=_selftest)
     bench_command.add_parser(commands, _names)
     return parser
 
@@ -159,6 +231,9 @@ def main(argv=None):
             raise SystemExit(f"gvp-bench: --dtypes: unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     try:
         return args.run(args)
+    except WorkloadSpecError as error:  # a usage error, as argparse's: exit status 2
+        print(f"gvp-bench: --workload: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValueError as error:
         raise SystemExit(f"gvp-bench: {error}") from None
 

@@ -32,6 +32,9 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
 - instructions (``gvp-bench run --measure instructions``): the ratio of the counts per call,
   **more instructions** beyond the instructions threshold (1% by default: honest runs count
   within a small fraction of that), with no noise floor: load does not move a count.
+- a cell skipped in either run (not measured: one call would not fit its time budget, which
+  on a loaded machine happens in one run and not in the next) is shown as such (*ok -> skipped*),
+  neither a regression nor a win.
 - cells in only one of the runs are listed.
 - ``auto``: a cell whose choice changed between the runs says so (*chose X (was Y)*); its time
   and memory are judged like any cell's, because a user of auto gets the new choice's cost.
@@ -58,6 +61,7 @@ THRESHOLD = 0.10
 INSTRUCTIONS_THRESHOLD = 0.01  # honest runs' counts differ by far less (docs/ci.md gives the spread measured)
 MIN_CELLS_FOR_NOISE = 8  # fewer cells in both runs: the threshold alone
 STATUS_RANK = {"ok": 0, "unsupported": 1, "error": 2, "oom": 2, "timeout": 2}
+SKIPPED = "skipped"  # not measured within the cell's time budget: no verdict either way
 # Fingerprint fields that differ between two runs of one set-up: what is under test, and when.
 EXPECTED_TO_DIFFER = ("date", "git_commit", "git_dirty", "gvp_bench")
 
@@ -111,10 +115,12 @@ class Comparison:
 
     @property
     def missing(self):
-        """BASE cells that NEW lacks, or that ran in BASE and fail in NEW (a time out is a time change)."""
+        """BASE cells that NEW lacks, or that ran in BASE and fail in NEW (a time out is a time change, a skip
+        is load)."""
         table = self.table
         lacking = table.status_base.notna() & table.status_new.isna()
-        failing = (table.status_base == "ok") & table.status_new.notna() & ~table.status_new.isin(["ok", "timeout"])
+        failing = (table.status_base == "ok") & table.status_new.notna() \
+            & ~table.status_new.isin(["ok", "timeout", SKIPPED])
         return table[lacking | failing]
 
     @property
@@ -154,6 +160,8 @@ def _status_verdict(row, comparison):
     base, new = row.status_base, row.status_new
     if pd.isna(base) or pd.isna(new):
         return ("only in NEW" if pd.isna(base) else "only in BASE"), False
+    if SKIPPED in (base, new):
+        return ("" if new == base else f"{base} -> {new}"), False
     if base == "ok" and new == "timeout":
         quiet = comparison.machine.floor <= comparison.threshold
         return ("timed out" if quiet else "timed out (within noise)"), quiet

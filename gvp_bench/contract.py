@@ -23,6 +23,8 @@ from .validation import (
     check_model,
     check_params,
     check_tangents,
+    keyed,
+    param_keys,
 )
 from .workarounds import WorkaroundWarning, workaround_for
 
@@ -99,6 +101,7 @@ class Strategy(abc.ABC):
     name = None
     last_workarounds = ()  # the workarounds the latest call needed, by name
     costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
+    records_on_second_call = False  # True where the second call per workload records a CUDA graph (cuda_graphs)
 
     # The products a strategy implements, on checked arguments.
 
@@ -161,15 +164,18 @@ class Strategy(abc.ABC):
     def jvp(self, func, params, v, create_graph=False):
         """J v for func at params; a tensor shaped like func()'s output."""
         check_func(func)
-        params = check_params(params)
-        tangents = check_tangents(v, params)
+        keys, params = param_keys(params), check_params(params)
+        tangents = check_tangents(v, params, keys=keys)
         return _finish(self.compute("jvp", func, params, tangents, create_graph), create_graph)
 
     def vjp(self, func, params, v, create_graph=False):
-        """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor."""
+        """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor;
+        a dict under the same keys when params is a dict."""
         check_func(func)
-        params = check_params(params)
+        keys, params = param_keys(params), check_params(params)
         grads = _finish(self.compute("vjp", func, params, v, create_graph), create_graph)
+        if keys is not None:
+            return keyed(grads, keys)
         return grads[0] if len(params) == 1 else grads
 
     def model_jvp(self, model, x, v, create_graph=False):
@@ -185,21 +191,25 @@ class Strategy(abc.ABC):
     def batch_jvp(self, func, params, vs, create_graph=False):
         """J v for each vector of the batch vs; a (batch, *output shape) tensor."""
         check_func(func)
-        params = check_params(params)
-        tangents = check_batch_tangents(vs, params)
+        keys, params = param_keys(params), check_params(params)
+        tangents = check_batch_tangents(vs, params, keys=keys)
         return _finish(self.compute("batch_jvp", func, params, tangents, create_graph), create_graph)
 
     def batch_vjp(self, func, params, vs, create_graph=False):
-        """vᵀJ for each row of vs; a list matching params of (batch, *param shape) tensors."""
+        """vᵀJ for each row of vs; a list matching params (a dict under its keys) of (batch, *param shape) tensors."""
         check_func(func)
-        params = check_params(params)
-        return _finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return keyed(_finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph), keys)
 
     def full_jacobian(self, func, params, create_graph=False):
-        """J as a list matching params of (output numel, *param shape) tensors."""
+        """J as a list matching params (a dict under its keys) of (output numel, *param shape) tensors."""
         check_func(func)
-        params = check_params(params)
-        return _finish(self.compute("full_jacobian", func, params, create_graph), create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return keyed(_finish(self.compute("full_jacobian", func, params, create_graph), create_graph), keys)
+
+    def release(self):
+        """Free what the strategy keeps per workload between calls (compiled graphs, CUDA graphs and their memory
+        pools); later calls build it again. The benchmark runner calls it after each cell."""
 
     def __repr__(self):
         return f"<gvp_bench strategy {self.name!r}>"

@@ -30,7 +30,14 @@ _MISSING_RULES = [
      "does not support torch.func transforms (it needs a setup_context staticmethod)"),
     (re.compile(r"attempted to call in-place operation \((\S+)\) that would mutate a captured Tensor"),
      "mutates a tensor captured by func in place, which torch.func transforms forbid"),
+    # aten/src/ATen/native/cudnn/RNN.cpp: a cuDNN RNN run in eval mode keeps no reserve space for its backward
+    (re.compile(r"(cudnn RNN) backward can only be called in training mode"),
+     "has no backward pass in eval mode (cuDNN keeps its reserve space in training mode only)"),
 ]
+
+
+# Messages that name a kernel rather than an operator: the operator they stand for.
+_OPERATOR_NAMES = {"cudnn RNN": "_cudnn_rnn_backward"}
 
 
 @contextlib.contextmanager
@@ -45,6 +52,6 @@ def translate_missing_rules(strategy):
         for pattern, what in _MISSING_RULES:
             match = pattern.search(message)
             if match:
-                operator = match.group(1).strip("'\".,")
+                operator = _OPERATOR_NAMES.get(match.group(1), match.group(1)).strip("'\".,")
                 raise UnsupportedError(strategy, f"operator {operator} {what}", operator) from error
         raise

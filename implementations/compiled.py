@@ -75,6 +75,13 @@ class Compiled(Strategy):
     def __init__(self):
         self._compiled = {}  # workload signature -> compiled product
 
+    def release(self):
+        """Drop the compiled products and reset dynamo (its caches, and the CUDA-graph trees with their memory
+        pools): process-wide, so other torch.compile'd code here compiles again too."""
+        if self._compiled:
+            self._compiled.clear()
+            torch._dynamo.reset()
+
     def _product(self, product, func, params, args):
         if args[-1]:
             self._refuse(product, func, params, args, "create_graph=True: torch.compile's graphs can be "

@@ -28,12 +28,12 @@ import warnings
 
 import torch
 from torch.func import linearize, vmap
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from gvp_bench.chunking import Chunked, forward_mode_jacobian, in_chunks
 from gvp_bench.contract import Strategy
 from gvp_bench.errors import UnsupportedError
 from gvp_bench.functional import as_function_of, call_with, primals_of
+from gvp_bench.randomness import RandomOperations
 from gvp_bench.validation import check_batch_cotangents, check_cotangent
 
 J_V_ONLY = "torch.func.linearize gives J v only (forward mode): it has no vᵀJ"
@@ -41,32 +41,6 @@ RANDOM = ("func draws random numbers ({}): the linearized function would draw th
           "not the ones of func's own pass (a dropout mask per product)")
 NO_GRAPH = ("create_graph=True: torch.func.linearize folds the forward pass into constants, so its J v "
             "carries no graph back to the params")
-
-
-def _generator_states():
-    """The default generators' states: the CPU's, and the current CUDA device's once CUDA is in use."""
-    states = [torch.get_rng_state()]
-    if torch.cuda.is_initialized():
-        states.append(torch.cuda.get_rng_state())
-    return states
-
-
-class _RandomOperations(TorchDispatchMode):
-    """Records the operations a call runs that draw random numbers: those tagged
-    nondeterministic_seeded that move a default generator (attention with dropout_p=0 does not)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if torch.Tag.nondeterministic_seeded not in func.tags:
-            return func(*args, **(kwargs or {}))
-        before = _generator_states()
-        result = func(*args, **(kwargs or {}))
-        if not all(torch.equal(b, a) for b, a in zip(before, _generator_states())):
-            self.seen.append(func.name())
-        return result
 
 
 def _checked_once(function, strategy):
@@ -78,7 +52,7 @@ def _checked_once(function, strategy):
         if calls:
             return function(*replacements)
         calls.append(True)
-        with _RandomOperations() as random:
+        with RandomOperations() as random:
             output = function(*replacements)
         if random.seen:
             raise UnsupportedError(strategy, RANDOM.format(", ".join(sorted(set(random.seen)))))

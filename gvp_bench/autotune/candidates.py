@@ -58,7 +58,8 @@ _recent_free = {}  # device -> (time.monotonic() of the reading, bytes free)
 
 
 def free_memory(device, max_age_s=0.0):
-    """Bytes free on the device (for the CPU: MemAvailable), or None where it cannot be told; a reading
+    """Bytes free on the device (on CUDA: free to the driver, plus reserved by torch's caching allocator but
+    not allocated; for the CPU: MemAvailable), or None where it cannot be told; a reading
     at most ``max_age_s`` old may be reused (reading MemAvailable costs 10-17 µs)."""
     now = time.monotonic()
     recent = _recent_free.get(device)
@@ -71,7 +72,10 @@ def free_memory(device, max_age_s=0.0):
 
 def _read_free_memory(device):
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        # What the driver has free plus what torch's caching allocator has reserved and holds no tensor in:
+        # the driver's reading alone shrinks with every block the allocator keeps cached after earlier work
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:

@@ -14,7 +14,7 @@ and the asv benchmarks in ``suites/`` all use it.
 import functools
 import hashlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -40,6 +40,8 @@ class Workload:
     device: str
     dtype: str
     k: int | None = None  # vectors per call, for the batch ops; None for the others
+    # the user's gvp_bench.Workload this cell measures (named in ``model``); None for a zoo model
+    source: object = field(default=None, compare=False, repr=False)
 
     def key(self):
         return (self.op, self.model, self.size, self.strategy, self.device, self.dtype, self.k)
@@ -63,13 +65,16 @@ class Suite:
     max_run_time: float     # seconds of samples at most, unless the samples are already stable
     timeout_s: float        # a cell (warm-up, timing, memory, forward) past this is recorded as timeout
     ops: tuple = OPS        # the ops measured
+    budget_s: float | None = None  # a cell one call of which would not fit this is skipped (bench.budget)
 
 
 SUITES = {suite.name: suite for suite in (
-    Suite("quick", "every strategy and op on five zoo models (CPU-friendly sizes), float32, k=8",
-          models=(("mlp", "tiny"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
-                  ("scalar5", "small")),
-          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60),
+    Suite("quick", "every strategy and op on the mlp, cnn and transformer at tiny size, the mlp at small size, "
+                   "where arithmetic dominates (784-256-256-10), and scalar5, float32, k=8; a cell that cannot be "
+                   "measured within its budget of seconds is skipped",
+          models=(("mlp", "tiny"), ("mlp", "small"), ("cnn", "tiny"), ("transformer", "tiny"), ("scalar5", "small")),
+          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60,
+          budget_s=3),
     Suite("full", "every zoo model at small and medium size (and large on CUDA), k in 1, 8, 32, "
                   "float32 and float64",
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
@@ -84,6 +89,10 @@ SUITES = {suite.name: suite for suite in (
                    "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
           models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
           min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
+    Suite("scaling", "how cost grows: every strategy and op on the mlp, cnn and transformer at every zoo size, "
+                     "float32, k=8; a cell that cannot be measured within its budget of seconds is skipped",
+          models=tuple(itertools.product(("mlp", "cnn", "transformer"), zoo.SIZES)), cuda_models=(), ks=(8,),
+          dtypes=("float32",), min_run_time=0.05, max_run_time=0.3, timeout_s=120, budget_s=10),
 )}
 
 
@@ -102,8 +111,9 @@ def get_suite(name):
     return SUITES[_choose("suite", [name], SUITES)[0]]
 
 
-def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, jax=False):
-    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all).
+def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, ks=None, jax=False):
+    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all; ``ks``
+    replaces the suite's vectors per call of the batch ops).
 
     ``jax``: also the JAX side-by-side cells (gvp_bench.jax_side), for the models, ops and devices
     JAX has them for; none where JAX is not installed.
@@ -119,7 +129,7 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
         for dtype, (model, size), op in itertools.product(dtypes, pairs, ops):
             if model not in models:
                 continue
-            for k in suite.ks if op in BATCH_OPS else (None,):
+            for k in (ks or suite.ks) if op in BATCH_OPS else (None,):
                 cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names
                           if framework(name) == "torch" or jax_side.measures(name, op, model, device)]
     return cells
@@ -168,7 +178,8 @@ def _vectors(op, params, output, k, draw):
     if op == "full_jacobian":
         return ()
     if op.endswith("jvp"):
-        return ([draw(batch + tuple(p.shape)) for p in params],)
+        tensors = params.values() if isinstance(params, dict) else params  # a user's params may be a dict
+        return ([draw(batch + tuple(p.shape)) for p in tensors],)
     return (draw(batch + tuple(output.shape)),)
 
 
@@ -180,12 +191,28 @@ def sizes(model, size):
     return dict(parameters=entry.parameter_count, outputs=entry.output_size)
 
 
+def measured_sizes(workload):
+    """:func:`sizes` of the cell's zoo model, or of the user's workload it measures."""
+    if workload.source is None:
+        return sizes(workload.model, workload.size)
+    return dict(parameters=workload.source.parameter_count, outputs=workload.source.output_size)
+
+
+def _closure(entry):
+    """The zero-argument closure of a zoo model (a new one per call) or of a user's workload."""
+    return entry.func() if isinstance(entry, zoo.ZooModel) else entry.func
+
+
 def materials(workload):
-    """The zoo model (eval mode) of ``workload`` and the vectors its op multiplies by, drawn from :data:`SEED`."""
+    """The zoo model (eval mode) of ``workload``, or the user's workload in the cell's dtype and device, and
+    the vectors its op multiplies by, drawn from :data:`SEED`."""
     dtype = getattr(torch, workload.dtype)
-    entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
+    if workload.source is not None:
+        entry = workload.source.to(workload.device, dtype)
+    else:
+        entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
     with torch.no_grad():
-        output = entry.func()()
+        output = _closure(entry)()
     generator = torch.Generator().manual_seed(SEED)
 
     def draw(shape):
@@ -210,7 +237,9 @@ def prepare(workload):
     if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
     else:
-        product = functools.partial(getattr(strategy, workload.op), entry.func(), entry.params, *vectors)
+        product = functools.partial(getattr(strategy, workload.op), _closure(entry), entry.params, *vectors)
+    if workload.source is not None:
+        return Prepared(workload, strategy, product, entry.forward)
 
     @torch.no_grad()
     def forward():

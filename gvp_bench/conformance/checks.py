@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UnsupportedError
+from ..precision import strict_fp32
 from ..registry import get_strategy
 from .oracle import gradient_of_contraction, oracle
 
@@ -27,9 +28,13 @@ class Outcome:
 
 
 def run_cell(strategy_name, case, function, dtype, device):
-    """Check one cell; the outcome says pass, fail (with what differed) or unsupported (with why)."""
+    """Check one cell; the outcome says pass, fail (with what differed) or unsupported (with why).
+
+    The cell runs with TF32 off (gvp_bench.precision.strict_fp32): float32 results are compared with a
+    float64 oracle at tolerances TF32's 10-bit mantissa cannot meet. The previous settings are restored."""
     try:
-        _check_cell(get_strategy(strategy_name), case, function, dtype, device)
+        with strict_fp32():
+            _check_cell(get_strategy(strategy_name), case, function, dtype, device)
     except UnsupportedError as error:
         return Outcome("unsupported", error.reason)
     except AssertionError as error:

@@ -25,6 +25,13 @@ import functools
 import importlib.util
 import os
 
+# Set before any module of this package imports JAX (this one runs first): JAX's GPU backend then allocates
+# on demand instead of taking most of the device's memory up front, which would leave little to torch in the
+# same process (its memory budgets are fractions of what is free).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+INSTALL_CUDA = "pip install -e '.[jax-cuda]' (jax[cuda13], a GPU jaxlib)"
+
 FRAMEWORK = "jax"
 MODELS = ("mlp", "cnn", "scalar5", "elementwise")
 # strategy -> the ops it measures
@@ -55,6 +62,14 @@ def devices():
             continue
         found.append(device)
     return tuple(found)
+
+
+def missing_cuda_backend(devices_measured):
+    """Why the JAX rows on CUDA are left out, or None: JAX is installed and the run measures CUDA, but its
+    jaxlib has no GPU backend (the CPU jaxlib from PyPI)."""
+    if "cuda" not in devices_measured or not available() or "cuda" in devices():
+        return None
+    return f"JAX here has no CUDA backend (a CPU jaxlib), so no JAX rows on cuda; for them: {INSTALL_CUDA}"
 
 
 def measures(strategy, op, model, device):

@@ -20,7 +20,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from .. import units
 from ..measurements import rankable
@@ -31,8 +31,9 @@ DPI = 100
 MARKERS = "osD^vP*Xph"
 OVERVIEW_MAX = 100  # the overview's colour scale: 1x (green) to 100x the fastest and beyond (red), in every report
 DODGE = 1.04  # sideways nudge between strategies on log x axes, as a factor
-FAILED_COLOUR = {"unsupported": "0.45"}  # every other status that did not run: red
+FAILED_COLOUR = {"unsupported": "0.45", "skipped": "0.45"}  # every other status that did not run: red
 SECONDS = FuncFormatter(lambda value, _: units.seconds(value))
+PASSES = FuncFormatter(lambda value, _: units.ratio(value))
 BYTES = FuncFormatter(lambda value, _: units.size_in_bytes(value))
 
 
@@ -58,10 +59,15 @@ def _fail_bottom(axis, x, colour, marker="o"):
 
 
 def _log_y(axis, value):
-    """A log y axis in human units: seconds by decades, bytes by powers of two."""
+    """A log y axis in human units: seconds and forward passes by decades, bytes by powers of two."""
     if value == "median_s":
         axis.set_yscale("log")
         axis.yaxis.set_major_formatter(SECONDS)
+    elif value == "forward_ratio":
+        axis.set_yscale("log")
+        axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        axis.yaxis.set_major_formatter(PASSES)
+        axis.yaxis.set_minor_formatter(NullFormatter())
     else:
         axis.set_yscale("log", base=2)
         axis.yaxis.set_major_formatter(BYTES)
@@ -173,13 +179,13 @@ def model_bars(cells, strategies, directory):
 
 # -- growth: with k for batch ops, with output size for full_jacobian ------------------------------
 
-def _lines(axis, points, x, value, colours, by=("strategy",), marker_of=lambda row: "o"):
+def _lines(axis, points, x, value, colours, by=("strategy",), marker_of=lambda row: "o", tick=lambda v: f"{v:g}"):
     """One line per group ``by`` through the ok points, hollow bottom markers for the others; each
     strategy's points are nudged sideways (by a few percent of the log x axis) so equal values do
-    not hide one another."""
+    not hide one another. ``tick`` writes the x values under the axis."""
     strategies = list(colours)
     for _, line in points.groupby(list(by), sort=False):
-        line = line.sort_values(x)
+        line = line.sort_values(x, kind="stable")  # equal x: in the order given
         first = line.iloc[0]
         nudge = DODGE ** (strategies.index(first.strategy) - (len(strategies) - 1) / 2)
         ok = line[(line.status == "ok") & line[value].notna()]
@@ -188,7 +194,7 @@ def _lines(axis, points, x, value, colours, by=("strategy",), marker_of=lambda r
             _fail_bottom(axis, getattr(row, x) * nudge, colours[row.strategy], marker_of(row))
     _log_y(axis, value)
     axis.set_xscale("log")
-    axis.set_xticks(sorted(set(points[x])), [f"{v:g}" for v in sorted(set(points[x]))])
+    axis.set_xticks(sorted(set(points[x])), [tick(v) for v in sorted(set(points[x]))])
     axis.xaxis.set_minor_locator(NullLocator())
     axis.grid(which="major", alpha=0.3)
 
@@ -258,3 +264,59 @@ def jacobian_growth(cells, strategies, directory):
     if unknown:
         caption += f" Not placed (models this zoo does not know): {', '.join(unknown)}."
     return _save(figure, directory, f"jacobian-{_slug(device, dtype)}.png", caption)
+
+
+# -- scaling: with the parameter count, over a model's sizes ---------------------------------------
+
+def _size_rank(size):
+    """The zoo's order of sizes (a tier with another batch, ``medium-b4``, by its tier), others after."""
+    from ..zoo import SIZES
+
+    tier = str(size).partition("-b")[0]
+    return SIZES.index(tier) if tier in SIZES else len(SIZES)
+
+
+def _count(value):
+    """``269322`` -> ``'269k'``, ``1863690`` -> ``'1.86M'``."""
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:g}"
+
+
+def scaling(cells, strategies, directory):
+    """One model on one device and dtype, measured at two sizes or more: each op's cost in forward passes
+    and its peak memory against the model's parameter count, a line per strategy (batch ops at their
+    largest k). Where the lines of the forward passes close up, a strategy's fixed cost per call has
+    stopped mattering; the memory panels show what grows faster than the parameters."""
+    model, device, dtype = cells[["model", "device", "dtype"]].iloc[0]
+    cells = _largest_k(cells.dropna(subset=["parameters"])).astype({"parameters": float})
+    cells = cells.sort_values("size", key=lambda sizes: sizes.map(_size_rank), kind="stable")
+    if cells.parameters.nunique() < 2:
+        return None
+    colours = _colours(strategies)
+    ops = op_order(cells)
+    parameters = np.array(sorted(set(cells.parameters)))
+    itemsize = np.dtype(dtype).itemsize if dtype in ("float32", "float64") else None
+    figure = Figure(figsize=(11, 2.9 * len(ops)), layout="constrained")
+    for row_axes, op in zip(figure.subplots(len(ops), 2, squeeze=False), ops):
+        for axis, value, label in zip(row_axes, ("forward_ratio", "peak_bytes"),
+                                      ("time in forward passes", "peak memory")):
+            _lines(axis, cells[cells.op == op], "parameters", value, colours, tick=_count)
+            axis.set_title(f"{op}: {label}", fontsize=10, loc="left")
+        if itemsize:
+            row_axes[1].plot(parameters, parameters * itemsize, linestyle="--", color="0.6", linewidth=1)
+    for axis in figure.axes[-2:]:
+        axis.set_xlabel("parameters (trainable elements)")
+    extra = [Line2D([], [], linestyle="--", color="0.6", label="the parameters' own size")] if itemsize else []
+    _legend(figure, colours, [s for s in strategies if s in set(cells.strategy)], extra)
+    sizes = ", ".join(f"{size} {_count(count)}" for size, count in
+                      cells.drop_duplicates("size")[["size", "parameters"]].itertuples(index=False))
+    figure.suptitle(f"{model} on {_group_label(device, dtype)}: cost against the parameter count", fontsize=11)
+    return _save(figure, directory, f"scaling-{_slug(model, device, dtype)}.png",
+                 f"{model} ({_group_label(device, dtype)}) over its sizes ({sizes} parameters): each op's median "
+                 "time in forward passes "
+                 "of the model (left) and peak memory (right) against the parameter count, log-log, a line per "
+                 "strategy; where the lines close up, per-call overhead has stopped mattering and arithmetic "
+                 "decides. Hollow markers on the bottom edge: cells that did not run (skipped over the time "
+                 "budget, unsupported, ...); dashed grey: the parameters' own size.")
