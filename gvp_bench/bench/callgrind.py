@@ -135,8 +135,13 @@ def main():
     try:
         return command.main(args)
     except ValueError as error:
-        raise SystemExit(f"gvp-bench: {error}") from None
+        print(f"gvp-bench: {error}", file=sys.stderr)
+        return 1  # as gvp-bench's own one-line errors
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # every row is written and fsynced: skip the interpreter's teardown, which takes minutes under valgrind
+    os._exit(code)
