@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from .autotune.signature import signature
+from .blind_spots import product_scope
 from .errors import UnsupportedError, translate_missing_rules
 from .validation import (
     check_batch_tangents,
@@ -83,10 +84,11 @@ def one_random_state(model):
 
 
 def _finish(results, create_graph):
-    """A strategy's results as documented: a tensor, or a list of tensors (strategies may return any
-    sequence), detached unless create_graph."""
+    """A strategy's results as documented: a tensor, or a list of dense tensors (strategies may return any
+    sequence; autograd gives nn.Embedding(sparse=True) sparse gradients), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
         return results if create_graph else results.detach()
+    results = [r.to_dense() if r.is_sparse else r for r in results]
     return [r if create_graph else r.detach() for r in results]
 
 
@@ -138,19 +140,20 @@ class Strategy(abc.ABC):
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
         needed = list(remembered.get(key, ()))
-        while True:
-            try:
-                with contextlib.ExitStack() as scope:
-                    for workaround in needed:
-                        scope.enter_context(workaround.context())
-                    with translate_missing_rules(self.name):
-                        result = getattr(self, f"_{product}")(func, params, *args)
-                break
-            except UnsupportedError as error:
-                workaround = workaround_for(error.operator)
-                if workaround is None or workaround in needed:
-                    raise
-                needed.append(workaround)
+        with product_scope(self.name, product, params):
+            while True:
+                try:
+                    with contextlib.ExitStack() as scope:
+                        for workaround in needed:
+                            scope.enter_context(workaround.context())
+                        with translate_missing_rules(self.name):
+                            result = getattr(self, f"_{product}")(func, params, *args)
+                    break
+                except UnsupportedError as error:
+                    workaround = workaround_for(error.operator)
+                    if workaround is None or workaround in needed:
+                        raise
+                    needed.append(workaround)
         if needed:
             remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
         self.last_workarounds = tuple(w.name for w in needed)

@@ -28,6 +28,8 @@ _MISSING_RULES = [
     (re.compile(r"(custom autograd.Function)s? to use it with forward mode AD"), "defines no jvp"),
     (re.compile(r"In order to use an (autograd.Function) with functorch transforms"),
      "does not support torch.func transforms (it needs a setup_context staticmethod)"),
+    (re.compile(r"Could not run '([\w:]+)' with arguments from the 'Sparse"), "has no kernel for sparse gradients"),
+    (re.compile(r"(\w+) is not implemented for sparse tensors"), "has no kernel for sparse gradients"),
     (re.compile(r"attempted to call in-place operation \((\S+)\) that would mutate a captured Tensor"),
      "mutates a tensor captured by func in place, which torch.func transforms forbid"),
     # aten/src/ATen/native/cudnn/RNN.cpp: a cuDNN RNN run in eval mode keeps no reserve space for its backward

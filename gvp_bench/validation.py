@@ -8,6 +8,8 @@ cotangents shaped like the output, batches with the batch dimension first.
 import torch
 from torch import nn
 
+from .blind_spots import check_distinct_storage, check_supported_dtype
+
 
 def check_func(func):
     if not callable(func):
@@ -35,9 +37,11 @@ def check_params(params):
             raise TypeError(f"{name} must be a tensor, got {type(param).__name__}")
         if not param.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {param.dtype}")
+        check_supported_dtype(name, param)
         if id(param) in seen:
             raise ValueError(f"{name} is the same tensor as {seen[id(param)]}; pass each tensor once")
         seen[id(param)] = name
+    check_distinct_storage(values)
     return values
 
 
@@ -74,6 +78,7 @@ def check_output(output):
         raise TypeError(f"func must return a tensor, got {type(output).__name__}")
     if not output.is_floating_point():
         raise TypeError(f"func must return a floating-point tensor, got dtype {output.dtype}")
+    check_supported_dtype("func's output", output)
     return output
 
 

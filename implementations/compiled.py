@@ -15,7 +15,8 @@ What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot cap
 (no fallback to eager at a graph break), among them a closure that restores the random state on every call
 (model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
-before compiling). model_jvp / model_vjp in train mode set the random state once around the
+before compiling), a tensor computed from a param outside func and a torch.nn.utils.parametrize
+parametrization (found by one eager call of func under the substitution: compiled, it would give zeros). model_jvp / model_vjp in train mode set the random state once around the
 compiled product instead: its graph runs the forward once, and inductor draws random numbers as
 eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
@@ -39,7 +40,8 @@ import torch
 from gvp_bench.autotune.signature import signature
 from gvp_bench.contract import Strategy, buffers_protected_call, one_random_state
 from gvp_bench.errors import UnsupportedError
-from gvp_bench.functional import custom_functions_given_params
+from gvp_bench.blind_spots import parametrizations_refused
+from gvp_bench.functional import custom_functions_given_params, look_through_substitution
 from gvp_bench.validation import check_model
 from implementations.func_vmap import FuncVmap
 
@@ -90,7 +92,10 @@ class Compiled(Strategy):
         key = signature(product, func, params, args)
         compiled = self._compiled.get(key)
         if compiled is None:
-            given = custom_functions_given_params(func, params)
+            with parametrizations_refused(self.name, "torch.compile of the substitution gives zeros for its "
+                                                     "originals"):
+                given = custom_functions_given_params(func, params)
+            look_through_substitution(func, params)
             if given:
                 raise UnsupportedError(self.name, f"func passes a param itself to the custom autograd.Function "
                                                   f"{given[0]}, which torch.compile does not substitute")

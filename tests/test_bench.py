@@ -66,7 +66,7 @@ def test_filters_narrow_the_cells_and_unknown_names_are_refused_with_the_valid_o
     assert [(c.op, c.model, c.size, c.k) for c in cells] == [
         ("jvp", "mlp", "tiny", None), ("batch_jvp", "mlp", "tiny", 8), ("jvp", "mlp", "small", None),
         ("batch_jvp", "mlp", "small", 8)]
-    for option, value in [("models", ["nope"]), ("ops", ["hvp"]), ("strategy_names", ["fast"]), ("dtypes", ["f16"]),
+    for option, value in [("models", ["nope"]), ("ops", ["hessian"]), ("strategy_names", ["fast"]), ("dtypes", ["f16"]),
                           ("devices", ["tpu"])]:
         with pytest.raises(ValueError, match="valid: "):
             workloads.expand(QUICK, **{option: value})

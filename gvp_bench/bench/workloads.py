@@ -19,11 +19,13 @@ from typing import Callable
 
 import torch
 
-from .. import jax_side, zoo
+from .. import jax_side, second_order, zoo
 from ..registry import get_strategy, strategies
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 BATCH_OPS = ("batch_jvp", "batch_vjp")
+# Hessian-vector products (gvp_bench.hvp / batch_hvp) of the loss ½‖model(x)‖², by the HVP strategies.
+HVP_OPS = ("hvp", "batch_hvp")
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
 SEED = 0  # weights, inputs and vectors of every cell are drawn from it
@@ -89,11 +91,24 @@ SUITES = {suite.name: suite for suite in (
                    "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
           models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
           min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
+    Suite("second_order", "Hessian-vector products of ½‖model(x)‖² by every HVP strategy, single and k=8, on "
+                          "the tiny mlp and cnn and the small scalar5, float32",
+          models=(("mlp", "tiny"), ("cnn", "tiny"), ("scalar5", "small")), cuda_models=(), ks=(8,),
+          dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60, ops=HVP_OPS),
     Suite("scaling", "how cost grows: every strategy and op on the mlp, cnn and transformer at every zoo size, "
                      "float32, k=8; a cell that cannot be measured within its budget of seconds is skipped",
           models=tuple(itertools.product(("mlp", "cnn", "transformer"), zoo.SIZES)), cuda_models=(), ks=(8,),
           dtypes=("float32",), min_run_time=0.05, max_run_time=0.3, timeout_s=120, budget_s=10),
 )}
+
+
+def _family(op):
+    """The strategies that compute ``op``: the HVP strategies for the HVP ops, the registered ones otherwise."""
+    return second_order.hvp_strategies() if op in HVP_OPS else strategies()
+
+
+def _batched(op):
+    return op in BATCH_OPS or op == "batch_hvp"
 
 
 def _choose(kind, requested, valid):
@@ -119,8 +134,10 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
     JAX has them for; none where JAX is not installed.
     """
     models = _choose("model", models, zoo.names())
-    ops = [op for op in _choose("op", ops, OPS) if op in suite.ops]
-    strategy_names = _choose("strategy", strategy_names, strategies() + (list(jax_side.STRATEGIES) if jax else []))
+    ops = [op for op in _choose("op", ops, OPS + HVP_OPS) if op in suite.ops]
+    jax_names = list(jax_side.STRATEGIES) if jax else []
+    valid_names = list(dict.fromkeys(strategies() + jax_names + second_order.hvp_strategies()))
+    chosen_names = _choose("strategy", strategy_names, valid_names)
     dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
     devices = _choose("device", devices, DEVICES)
     cells = []
@@ -129,8 +146,9 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
         for dtype, (model, size), op in itertools.product(dtypes, pairs, ops):
             if model not in models:
                 continue
-            for k in (ks or suite.ks) if op in BATCH_OPS else (None,):
-                cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names
+            names = [name for name in chosen_names if name in _family(op) + jax_names]
+            for k in (ks or suite.ks) if _batched(op) else (None,):
+                cells += [Workload(op, model, size, name, device, dtype, k) for name in names
                           if framework(name) == "torch" or jax_side.measures(name, op, model, device)]
     return cells
 
@@ -153,7 +171,8 @@ class Prepared:
     """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload.
 
     A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
-    and its memory is JAX's own, which torch's counters do not see.
+    and its memory is JAX's own, which torch's counters do not see. Nor has an HVP cell (its strategy is
+    a name of gvp_bench.second_order).
     """
 
     workload: Workload
@@ -174,10 +193,10 @@ class Prepared:
 
 def _vectors(op, params, output, k, draw):
     """The vectors op multiplies by: tangents shaped like the params, or cotangents like the output."""
-    batch = (k,) if op in BATCH_OPS else ()
+    batch = (k,) if _batched(op) else ()
     if op == "full_jacobian":
         return ()
-    if op.endswith("jvp"):
+    if op.endswith("jvp") or op in HVP_OPS:
         tensors = params.values() if isinstance(params, dict) else params  # a user's params may be a dict
         return ([draw(batch + tuple(p.shape)) for p in tensors],)
     return (draw(batch + tuple(output.shape)),)
@@ -233,6 +252,8 @@ def prepare(workload):
 
         return prepare_jax(workload)
     entry, vectors = materials(workload)
+    if workload.op in HVP_OPS:
+        return Prepared(workload, None, _hvp_product(workload, entry, vectors), _forward(entry))
     strategy = get_strategy(workload.strategy)
     if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
@@ -241,8 +262,22 @@ def prepare(workload):
     if workload.source is not None:
         return Prepared(workload, strategy, product, entry.forward)
 
+    return Prepared(workload, strategy, product, _forward(entry))
+
+
+def _forward(entry):
     @torch.no_grad()
     def forward():
         return entry.model(entry.x)
+    return forward
 
-    return Prepared(workload, strategy, product, forward)
+
+def _hvp_product(workload, entry, vectors):
+    """The HVP op's call: gvp_bench.hvp / batch_hvp of ½‖model(x)‖² by the workload's HVP strategy."""
+    output = entry.func()
+
+    def loss():
+        return output().pow(2).sum() / 2
+
+    return functools.partial(getattr(second_order, workload.op), loss, entry.params, *vectors,
+                             strategy=workload.strategy)

@@ -4,7 +4,8 @@ import pandas as pd
 import torch
 
 from ..registry import strategies
-from .cases import CASES
+from ..second_order import hvp_strategies
+from .cases import CASES, HVP_FUNCTIONS
 from .checks import run_cell
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -20,8 +21,13 @@ def cells(strategy_names=None, cases=None, dtypes=("float32", "float64"), device
         for dtype in dtypes:
             for case in cases or CASES:
                 for function in case.functions:
-                    for strategy in strategy_names or strategies():
-                        yield strategy, case, function, dtype, device
+                    for strategy in strategies():
+                        if strategy_names is None or strategy in strategy_names:
+                            yield strategy, case, function, dtype, device
+                for function in HVP_FUNCTIONS if "scalar" in case.tags else ():
+                    for strategy in hvp_strategies():
+                        if strategy_names is None or strategy in strategy_names:
+                            yield strategy, case, function, dtype, device
 
 
 def support_matrix(cell_list, progress=None):
@@ -38,7 +44,8 @@ def support_matrix(cell_list, progress=None):
 
 def pivot(frame):
     """Rows (device, dtype, case, function), a column per strategy, each cell pass / FAIL / unsupported."""
-    marks = frame.assign(mark=frame.status.map({"pass": "pass", "fail": "FAIL", "unsupported": "unsupported"}))
+    marks = frame.assign(mark=frame.status.map({"pass": "pass", "fail": "FAIL", "unsupported": "unsupported",
+                                                     "refused": "refused"}))
     table = marks.pivot_table(index=["device", "dtype", "case", "function"], columns="strategy", values="mark",
                               aggfunc="first", sort=False)
     table.columns.name = None
