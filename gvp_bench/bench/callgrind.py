@@ -24,8 +24,8 @@ bookkeeping, small kernels): the overhead a change to a strategy adds or removes
 see what makes the same instructions slower or faster (cache misses, memory bandwidth, other
 threads), so large kernels are better judged by time; counts depend on the CPU (the math
 libraries pick code for it) and on the torch build, so compare counts of one machine type.
-Several intra-op threads make counts vary (threads waiting spin), so such runs default to one
-thread. CUDA kernels run on the device, out of callgrind's sight: instruction counts are for
+Several intra-op threads may make counts vary (threads waiting may spin), so such runs default to
+one thread. CUDA kernels run on the device, out of callgrind's sight: instruction counts are for
 the CPU only. Peak memory is not measured in such a run.
 """
 
