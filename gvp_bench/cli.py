@@ -152,9 +152,10 @@ def _measure_for_recommend(workload, args):
 def _compare(args):
     from . import compare
 
-    result = compare.compare_files([args.base], [args.new], args.threshold)
-    print(compare.render(result, markdown=args.format == "markdown", only_changed=args.only_changed))
-    return 1 if len(result.regressions) else 0
+    result = compare.compare_files([args.base], [args.new], args.threshold, args.instructions_threshold)
+    print(compare.render(result, markdown=args.format == "markdown", only_changed=args.only_changed,
+                         allow_missing=args.allow_missing, strict=args.strict))
+    return compare.exit_code(result, allow_missing=args.allow_missing, strict=args.strict)
 
 
 def _targets(args):
@@ -236,13 +237,21 @@ def build_parser(command=None):
     recommend.add_argument("--allow-compile", action="store_true",
                            help="lead with a strategy that compiles on its first call (seconds) when it is the fastest")
     recommend.set_defaults(run=_recommend)
-    compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression",
+    compare = commands.add_parser("compare", help="per-cell changes from BASE to NEW; exits 1 on a regression, "
+                                                  "2 when nothing or not every BASE cell is comparable",
                                   description="Compare every cell of two runs: the change of each cell's median "
-                                              "time, judged against the noise of the two runs; exits 1 when a cell "
-                                              "regressed.")
+                                              "time (or instruction count), judged against the noise of the two "
+                                              "runs; exits 1 when a cell regressed, 2 when nothing is comparable.")
     compare.add_argument("base", help="results file or folder of the baseline")
     compare.add_argument("new", help="results file or folder to check")
     compare.add_argument("--threshold", type=float, default=0.10, help="relative change that counts (default 0.10)")
+    compare.add_argument("--instructions-threshold", type=float, default=0.01,
+                         help="relative change of instructions per call that counts (default 0.01)")
+    compare.add_argument("--allow-missing", action="store_true",
+                         help="BASE cells missing from NEW, or failing there, do not end in exit status 2")
+    compare.add_argument("--strict", action="store_true",
+                         help="exit 2 when the runs' set-up differs (threads, torch, machine, measure), "
+                              "not only warn")
     compare.add_argument("--format", choices=["text", "markdown"], default="text")
     compare.add_argument("--only-changed", action="store_true", help="list only the cells that changed beyond noise")
     compare.set_defaults(run=_compare)

@@ -29,14 +29,22 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
   noise floor vs machine within the threshold), else *timed out (within noise)*: on a loaded
   machine a cell that takes seconds per call crosses the time limit in one honest run and not in
   the next.
+- instructions (``gvp-bench run --measure instructions``): the ratio of the counts per call,
+  **more instructions** beyond the instructions threshold (1% by default: honest runs count
+  within a small fraction of that), with no noise floor: load does not move a count.
 - a cell skipped in either run (not measured: one call would not fit its time budget, which
   on a loaded machine happens in one run and not in the next) is shown as such (*ok -> skipped*),
   neither a regression nor a win.
-- cells in only one of the runs are listed, and do not fail the comparison.
+- cells in only one of the runs are listed.
 - ``auto``: a cell whose choice changed between the runs says so (*chose X (was Y)*); its time
   and memory are judged like any cell's, because a user of auto gets the new choice's cost.
 
-A regression is a slower, more-memory or broken cell; ``gvp-bench compare`` exits 1 when there is one.
+A regression is a slower, more-memory, more-instructions or broken cell. ``gvp-bench compare``
+exits 1 when there is one, and 2 (:func:`exit_code`) when the runs cannot vouch for NEW: no cell
+measured in both, or a BASE cell that NEW lacks or that ran in BASE and fails in NEW other than
+by running out of time (unless
+``allow_missing``), or, with ``strict``, runs whose set-up differs (threads, torch, machine,
+measure...), which is otherwise a warning.
 """
 
 import math
@@ -50,6 +58,7 @@ from .measurements import latest, load_frame, samples, workload
 from .results import CELL_KEY
 
 THRESHOLD = 0.10
+INSTRUCTIONS_THRESHOLD = 0.01  # honest runs' counts differ by far less (docs/ci.md gives the spread measured)
 MIN_CELLS_FOR_NOISE = 8  # fewer cells in both runs: the threshold alone
 STATUS_RANK = {"ok": 0, "unsupported": 1, "error": 2, "oom": 2, "timeout": 2}
 SKIPPED = "skipped"  # not measured within the cell's time budget: no verdict either way
@@ -88,6 +97,7 @@ class Comparison:
     forward: Noise       # of the time ratios over the cells' own forward-pass ratios
     base: pd.DataFrame   # the cells read, for the header
     new: pd.DataFrame
+    instructions_threshold: float = INSTRUCTIONS_THRESHOLD
 
     def limit(self, noise):
         """The change that counts against one reference: the threshold, or its noise floor when larger."""
@@ -96,6 +106,47 @@ class Comparison:
     @property
     def regressions(self):
         return self.table[self.table.regressed]
+
+    @property
+    def compared(self):
+        """The cells that ran in both runs."""
+        return self.table[(self.table.status_base == "ok") & (self.table.status_new == "ok")]
+
+    @property
+    def missing(self):
+        """BASE cells that NEW lacks, or that ran in BASE and fail in NEW (a time out is a time change, a skip
+        is load)."""
+        table = self.table
+        lacking = table.status_base.notna() & table.status_new.isna()
+        failing = (table.status_base == "ok") & table.status_new.notna() \
+            & ~table.status_new.isin(["ok", "timeout", SKIPPED])
+        return table[lacking | failing]
+
+    @property
+    def set_up_differences(self):
+        return _set_up_differences(self.base, self.new)
+
+
+def problems(comparison, allow_missing=False, strict=False):
+    """Why the runs cannot vouch for NEW (exit 2), one sentence each; empty when they can."""
+    found = []
+    if not len(comparison.compared):
+        found.append("no cell ran in both runs: nothing to compare (are these the right files?)")
+    if len(comparison.missing) and not allow_missing:
+        found.append(f"{len(comparison.missing)} BASE cell(s) missing or failing in NEW: "
+                     + "; ".join(f"{workload(row)} ({'missing' if pd.isna(row.status_new) else row.status_new})"
+                                 for _, row in comparison.missing.head(5).iterrows())
+                     + ("; ..." if len(comparison.missing) > 5 else "") + " (--allow-missing to accept)")
+    if strict and comparison.set_up_differences:
+        found.append(f"the runs differ in set-up ({'; '.join(comparison.set_up_differences)}) and --strict is on")
+    return found
+
+
+def exit_code(comparison, allow_missing=False, strict=False):
+    """2 when the runs cannot vouch for NEW (:func:`problems`), else 1 on a regression, else 0."""
+    if problems(comparison, allow_missing, strict):
+        return 2
+    return 1 if len(comparison.regressions) else 0
 
 
 def _drift(both):
@@ -144,11 +195,12 @@ def _time_verdict(row, comparison):
     return "", False
 
 
-def _memory_verdict(row, threshold):
-    if row.memory_ratio > 1 + threshold:
-        return "more memory", True
-    if row.memory_ratio < 1 / (1 + threshold):
-        return "less memory", False
+def _count_verdict(ratio, threshold, more, fewer):
+    """For a deterministic count (bytes, instructions): ``more`` (a regression) or ``fewer`` beyond the threshold."""
+    if ratio > 1 + threshold:
+        return more, True
+    if ratio < 1 / (1 + threshold):
+        return fewer, False
     return "", False
 
 
@@ -167,7 +219,10 @@ def _verdicts(comparison):
         if row.status_base == "ok" and row.status_new == "ok":
             parts.append(_time_verdict(row, comparison))
             if pd.notna(row.memory_ratio):
-                parts.append(_memory_verdict(row, comparison.threshold))
+                parts.append(_count_verdict(row.memory_ratio, comparison.threshold, "more memory", "less memory"))
+            if pd.notna(row.instructions_ratio):
+                parts.append(_count_verdict(row.instructions_ratio, comparison.instructions_threshold,
+                                            "more instructions", "fewer instructions"))
         verdicts.append(", ".join(word for word, _ in parts if word) or "same")
         regressed.append(any(bad for _, bad in parts))
     return verdicts, regressed
@@ -179,7 +234,8 @@ def _tests(table):
     False where a run did not measure it."""
     slower, faster, decisive = [], [], []
     for _, row in table.iterrows():
-        if row.status_base == "ok" and row.status_new == "ok":
+        if row.status_base == "ok" and row.status_new == "ok" and pd.notna(row.median_s_base) \
+                and pd.notna(row.median_s_new):
             base, new = samples(row, "_base"), samples(row, "_new")
             slower.append(stats.mann_whitney_greater(base, new))
             faster.append(stats.mann_whitney_greater(new, base))
@@ -195,7 +251,7 @@ def _float(column):
     return column.astype(float)
 
 
-def compare(base, new, threshold=THRESHOLD):
+def compare(base, new, threshold=THRESHOLD, instructions_threshold=INSTRUCTIONS_THRESHOLD):
     """Compare the cells of two runs (frames of :func:`gvp_bench.measurements.load_frame`)."""
     base, new = latest(base, per_machine=False), latest(new, per_machine=False)
     table = base.merge(new, on=list(CELL_KEY), how="outer", suffixes=("_base", "_new"))
@@ -209,25 +265,31 @@ def compare(base, new, threshold=THRESHOLD):
                                                       np.fmin(own, drift))
     table["memory_ratio"] = (_float(table.peak_bytes_new) / _float(table.peak_bytes_base)).where(
         _float(table.peak_bytes_base) > 0)
+    table["instructions_ratio"] = _float(table.instructions_new) / _float(table.instructions_base)
     table["p_slower"], table["p_faster"], table["decisive"] = _tests(table)
     comparison = Comparison(table, threshold, drift, Noise.of(np.log(table.vs_machine[both].to_numpy())),
-                            Noise.of(np.log((table.time_ratio / own)[both].to_numpy())), base, new)
+                            Noise.of(np.log((table.time_ratio / own)[both].to_numpy())), base, new,
+                            instructions_threshold)
     table["verdict"], table["regressed"] = _verdicts(comparison)
-    score = np.log(table.vs_machine).fillna(0).where(table.status_base.fillna("") == table.status_new.fillna(""),
+    score = np.log(table.vs_machine.fillna(table.instructions_ratio)).fillna(0).where(table.status_base.fillna("") == table.status_new.fillna(""),
                                                      np.inf)
     table = table.assign(score=score).sort_values(["regressed", "score"], ascending=False, kind="stable")
     comparison.table = table.drop(columns="score").reset_index(drop=True)
     return comparison
 
 
-def compare_files(base_paths, new_paths, threshold=THRESHOLD):
+def compare_files(base_paths, new_paths, threshold=THRESHOLD, instructions_threshold=INSTRUCTIONS_THRESHOLD):
     """:func:`compare` the results files (or folders of them) ``base_paths`` and ``new_paths``."""
-    return compare(load_frame(base_paths), load_frame(new_paths), threshold)
+    return compare(load_frame(base_paths), load_frame(new_paths), threshold, instructions_threshold)
 
 
 def _time(row, side):
     status = row[f"status_{side}"]
-    return "" if pd.isna(status) else status if status != "ok" else units.seconds(row[f"median_s_{side}"])
+    if pd.isna(status) or status != "ok":
+        return "" if pd.isna(status) else status
+    if pd.isna(row[f"median_s_{side}"]):
+        return units.instructions(row[f"instructions_{side}"])
+    return units.seconds(row[f"median_s_{side}"])
 
 
 def _display(table):
@@ -235,14 +297,17 @@ def _display(table):
     for _, row in table.iterrows():
         p = min(row.p_slower, row.p_faster)
         both = row.status_base == "ok" and row.status_new == "ok"
+        timed = both and pd.notna(row.time_ratio)
         rows.append({"verdict": row.verdict, "cell": workload(row), "base": _time(row, "base"),
-                     "new": _time(row, "new"), "ratio": units.ratio(row.time_ratio),
+                     "new": _time(row, "new"), "ratio": units.ratio(row.time_ratio if pd.notna(row.time_ratio) else row.instructions_ratio, 4),
                      "vs machine": units.ratio(row.vs_machine), "vs forward": units.ratio(row.vs_forward),
-                     "p": "" if not both else f"{p:.1g}" if row.decisive else "n/a",
+                     "p": "" if not timed else f"{p:.1g}" if row.decisive else "n/a",
                      "peak memory": units.size_in_bytes(row.peak_bytes_new if both else np.nan),
                      "memory ratio": units.ratio(row.memory_ratio)})
-    return pd.DataFrame(rows, columns=["verdict", "cell", "base", "new", "ratio", "vs machine", "vs forward", "p",
-                                       "peak memory", "memory ratio"])
+    frame = pd.DataFrame(rows, columns=["verdict", "cell", "base", "new", "ratio", "vs machine", "vs forward", "p",
+                                        "peak memory", "memory ratio"])
+    empty = [name for name in frame.columns[4:] if len(frame) and frame[name].eq("").all()]
+    return frame.drop(columns=empty)  # what neither run measured (instruction counts have no time or memory)
 
 
 def _change(value):
@@ -281,13 +346,16 @@ def _reason(row):
         test = f"p={row.p_slower:.1g}" if row.decisive else "samples too few or scattered to test"
         parts.append(f"time {units.ratio(row.vs_machine)} vs machine, {units.ratio(row.vs_forward)} vs forward "
                      f"({test})")
+    if "more instructions" in row.verdict:
+        parts.append(f"instructions {units.ratio(row.instructions_ratio, 4)} ({units.instructions(row.instructions_base)}"
+                     f" -> {units.instructions(row.instructions_new)} per call)")
     if "more memory" in row.verdict:
         parts.append(f"memory {units.ratio(row.memory_ratio)} ({units.size_in_bytes(row.peak_bytes_base)} -> "
                      f"{units.size_in_bytes(row.peak_bytes_new)})")
     return ", ".join(parts)
 
 
-def render(comparison, markdown=False, only_changed=False):
+def render(comparison, markdown=False, only_changed=False, allow_missing=False, strict=False):
     """What ``gvp-bench compare`` prints: the runs, the rule as applied, the table, the verdict."""
     table = comparison.table
     shown = table[~table.verdict.isin(["same", "within noise"])] if only_changed else table
@@ -304,7 +372,8 @@ def render(comparison, markdown=False, only_changed=False):
               f"  vs machine (the time ratio over the drift): {_limit_text(comparison, comparison.machine)}",
               f"  vs forward (the time ratio over the cell's own forward pass, timed right after it, where that moved "
               f"more than the drift): {_limit_text(comparison, comparison.forward)}",
-              f"Memory: more (less) beyond {comparison.threshold:.0%}."]
+              f"Memory: more (less) beyond {comparison.threshold:.0%}. Instructions (--measure instructions): "
+              f"more (fewer) beyond {comparison.instructions_threshold:.1%}."]
     if markdown:
         lines = [f"- {line.strip()}" for line in lines]
     display = _display(shown)
@@ -320,4 +389,5 @@ def render(comparison, markdown=False, only_changed=False):
         lines += [f"{'- ' if markdown else '  '}{workload(row)}: {_reason(row)}" for _, row in regressions.iterrows()]
     else:
         lines.append("No regression.")
+    lines += [f"Not comparable: {problem}" for problem in problems(comparison, allow_missing, strict)]
     return "\n".join(lines)

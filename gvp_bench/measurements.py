@@ -15,6 +15,7 @@ import pandas as pd
 from .registry import get_strategy, strategies
 from .results import CELL_KEY, ResultsError, load
 
+SETTINGS = ("threads", "measure", "torch")  # set-up of a run that makes its figures differ on one machine
 AUTO = "auto"  # the strategy that hands each call to one of the others: measured, never ranked against them
 JAX = "jax"  # the framework of the JAX side-by-side rows: shown next to the strategies, never ranked among them
 
@@ -67,13 +68,22 @@ def _machine(frame):
     fields = [c for c in frame.columns if c.startswith("machine_")]
     names = [_machine_name({c.removeprefix("machine_"): v for c, v in zip(fields, values) if pd.notna(v)})
              for values in frame[fields].itertuples(index=False)]
-    return pd.Series([name or f"run {run}" for name, run in zip(names, frame.run_id)], index=frame.index)
+    names = [name or f"run {run}" for name, run in zip(names, frame.run_id)]
+    differing = [name for name in SETTINGS if frame[f"machine_{name}"].nunique(dropna=False) > 1]
+    for name in differing:  # runs of one machine with different settings stay apart, named by them
+        names = [f"{machine}, {name} {value}" for machine, value in zip(names, frame[f"machine_{name}"])]
+    return pd.Series(names, index=frame.index)
 
 
 def load_frame(paths):
     """Every row of the results files ``paths``, with ``machine``: the machine it ran on, named by its
-    fingerprint's CPU, usable cores and GPU (the run id for a fingerprint without them)."""
+    fingerprint's CPU, usable cores and GPU (the run id for a fingerprint without them), and by the
+    :data:`SETTINGS` its runs differ in, when they do (``'... (2 cores), threads 1'``), so that
+    reports show such runs side by side instead of keeping the latest."""
     frame = load(expand(paths))
+    frame = frame.assign(**{f"machine_{name}": frame.get(f"machine_{name}", pd.Series(index=frame.index, dtype=object))
+                            for name in SETTINGS})
+    frame["machine_measure"] = frame.machine_measure.fillna("time")  # written before there was a choice
     return frame.assign(machine=_machine(frame))
 
 

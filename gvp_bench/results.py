@@ -36,6 +36,11 @@ CELL_FIELDS = CELL_KEY + (
     "iqr_s",             # interquartile range of those samples, seconds
     "runs",              # number of measured samples
     "samples_s",         # the samples themselves (seconds per call), kept for compare
+    "thread_cpu_median_s",   # median thread CPU time per call of the same samples (time.thread_time)
+    "thread_cpu_samples_s",  # per sample; well under samples_s: the thread was preempted
+    "instructions",          # --measure instructions: instructions per call (callgrind), the median of the repeats
+    "instructions_samples",  # per counted repeat
+    "forward_instructions",  # the plain forward pass's instructions per call
     "peak_bytes",        # peak memory above what the inputs already hold (torch's allocations; None for jax rows)
     "forward_median_s",  # median time of the plain forward pass of the same workload
     "forward_ratio",     # median_s / forward_median_s: the cost in forward passes
@@ -92,8 +97,13 @@ def _check_cell(record):
 def read(path):
     """The header and the intact cell rows of one results file, and the dropped lines with why.
 
-    Returns ``(header, rows, dropped)``, dropped being a list of ``(line number, reason)``.
+    Returns ``(header, rows, dropped)``, dropped being a list of ``(line number, reason)``. A
+    pytest-benchmark JSON file (``.json``) is read by :mod:`gvp_bench.pytest_benchmark`.
     """
+    from . import pytest_benchmark
+
+    if pytest_benchmark.is_pytest_benchmark(path):
+        return pytest_benchmark.read(path)
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as stream:

@@ -20,6 +20,16 @@ def seconds(value):
     return f"{value / 1e-9:.3g} ns"
 
 
+def instructions(value):
+    """``12345678`` -> ``'12.35 M instr'``."""
+    if _missing(value):
+        return ""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {unit} instr"
+    return f"{value:.0f} instr"
+
+
 def size_in_bytes(value):
     """``1572864`` -> ``'1.5 MiB'``."""
     if _missing(value):

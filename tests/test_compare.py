@@ -78,6 +78,10 @@ def test_status_changes_and_one_sided_cells(tmp_path, capsys):
     fixed.update(synthetic.ok_row(fixed["op"], "transformer", "small", fixed["strategy"], 0.01,
                                   rng=np.random.default_rng(0), k=fixed["k"]))
     status, out = _compare(tmp_path, rows, new, capsys)
+    assert status == 2  # a BASE cell missing and one failing: NEW does not vouch for every BASE cell
+    assert "Not comparable: 2 BASE cell(s) missing or failing in NEW: " in out
+    assert "vjp transformer/small cpu float32 forward_dual (error)" in out
+    status, out = _compare(tmp_path / "allowed", rows, new, capsys, "--allow-missing")
     assert status == 1
     assert "vjp transformer/small cpu float32 forward_dual: broken: ok -> error (RuntimeError: boom)" in out
     assert "fixed: unsupported -> ok" in out and "only in BASE" in out
@@ -177,6 +181,46 @@ def test_runs_of_another_set_up_are_warned_about(tmp_path, capsys):
     new = synthetic.write(tmp_path / "new.jsonl", rows, machine=dict(synthetic.MACHINE, threads=1, git_commit="1" * 40))
     assert cli.main(["compare", str(base), str(new)]) == 0
     assert "warning: the runs differ in more than the code (threads 2 vs 1)" in capsys.readouterr().out
+    assert cli.main(["compare", str(base), str(new), "--strict"]) == 2
+    assert "Not comparable: the runs differ in set-up (threads 2 vs 1) and --strict is on" in capsys.readouterr().out
+
+
+def test_runs_with_no_cell_in_common_are_not_comparable(tmp_path, capsys):
+    status, out = _compare(tmp_path, synthetic.cells(seed=0, models=("mlp",)),
+                           synthetic.cells(seed=0, models=("cnn",)), capsys, "--allow-missing")
+    assert status == 2
+    assert "Not comparable: no cell ran in both runs" in out
+
+
+def _counted(rows, seed, spread=1e-4):
+    """``rows`` as a --measure instructions run writes them: counts per call instead of times and peaks."""
+    rng = np.random.default_rng(seed)
+    counted = []
+    for row in rows:
+        row = {name: value for name, value in row.items()
+               if name not in ("samples_s", "median_s", "iqr_s", "runs", "peak_bytes", "forward_median_s")}
+        if row["status"] == "ok":
+            count = 1e7 * row["forward_ratio"]
+            row.update(instructions_samples=(count * (1 + rng.normal(0, spread, 3))).tolist(), instructions=count,
+                       forward_instructions=1e7)
+        counted.append(row)
+    return counted
+
+
+def test_instruction_counts_honest_runs_pass_and_one_percent_more_fails(tmp_path, capsys):
+    rows = synthetic.cells(seed=0, models=("mlp",))
+    machine = dict(synthetic.MACHINE, measure="instructions", threads=1)
+    base = synthetic.write(tmp_path / "base.jsonl", _counted(rows, 1), machine=machine)
+    new = synthetic.write(tmp_path / "new.jsonl", _counted(rows, 2), machine=machine)
+    assert cli.main(["compare", str(base), str(new)]) == 0
+    assert "No regression." in capsys.readouterr().out
+    raised = [dict(row, instructions=row["instructions"] * 1.02) if all(
+        row.get(name) == value for name, value in SLOW_CELL.items()) else row for row in _counted(rows, 2)]
+    new = synthetic.write(tmp_path / "raised.jsonl", raised, machine=machine)
+    assert cli.main(["compare", str(base), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "1 regression(s):\n  batch_jvp mlp/small k=16 cpu float32 func_vmap: instructions 1.02x" in out
+    assert cli.main(["compare", str(base), str(new), "--instructions-threshold", "0.05"]) == 0
 
 
 def test_a_changed_auto_choice_is_shown_and_judged_like_any_cell(tmp_path, capsys):

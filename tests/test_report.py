@@ -79,6 +79,20 @@ def test_machines_merge_with_the_device_naming_the_machine(tmp_path):
     assert devices == {"cpu @ AMD EPYC 7763 64-Core Processor (2 cores)", "cpu @ Intel Xeon 8480+ (2 cores)"}
 
 
+def test_runs_of_one_machine_with_different_threads_are_shown_apart_not_merged(tmp_path, capsys):
+    rows = synthetic.cells(models=("cnn",))
+    two = synthetic.write(tmp_path / "two.jsonl", rows)
+    one = synthetic.write(tmp_path / "one.jsonl", rows, machine=dict(synthetic.MACHINE, threads=1))
+    frame = load_frame([two, one])
+    assert len(latest(frame)) == 2 * len(rows)
+    assert set(frame.machine) == {"AMD EPYC 7763 64-Core Processor (2 cores), threads 1",
+                                  "AMD EPYC 7763 64-Core Processor (2 cores), threads 2"}
+    assert cli.main(["report", str(two), str(one), "--out", str(tmp_path / "report")]) == 0
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "(2 cores), threads 1" in index and "(2 cores), threads 2" in index
+    assert set(load_frame([two]).machine) == {"AMD EPYC 7763 64-Core Processor (2 cores)"}  # one set-up: as before
+
+
 def test_a_file_without_cells_is_an_error(tmp_path):
     empty = synthetic.write(tmp_path / "empty.jsonl", [])
     with pytest.raises(SystemExit, match="no measured cells to report"):
@@ -143,3 +157,10 @@ def test_the_overview_has_no_row_for_a_strategy_that_ran_nowhere(tmp_path):
     plots._overview_axis(axis, jvp, tables.strategy_order(jvp), "jvp")
     rows = [label.get_text() for label in axis.get_yticklabels()]
     assert "never_ran" not in rows and set(rows) == set(jvp[jvp.status == "ok"].strategy)
+
+
+def test_a_report_of_instruction_counts_only_says_compare_reads_them(tmp_path):
+    rows = [dict(row, median_s=None, samples_s=None, instructions=1e6) for row in synthetic.cells(models=("cnn",))]
+    counted = synthetic.write(tmp_path / "counted.jsonl", rows, machine=dict(synthetic.MACHINE, measure="instructions"))
+    with pytest.raises(SystemExit, match="instruction counts only .*gvp-bench compare reads the counts"):
+        cli.main(["report", str(counted), "--out", str(tmp_path / "report")])

@@ -4,10 +4,12 @@ With no option: the quick suite, on the CPU and on CUDA when present, into a new
 ``results/``. ``--resume --out PATH`` completes a file a stopped run left, measuring only the
 cells it lacks; ``--shard i/N`` measures one of N disjoint parts of the selection (the files
 of the shards load together); ``--isolate`` measures each cell in a fresh process, so that a
-crash records that cell and the run goes on (gvp_bench.bench.isolate). Where JAX is installed,
-the JAX side-by-side rows are measured too, unless ``--no-jax``. A damaged results file or a
-refused one (locked by another run, another suite, another machine) ends the command with a
-one-line ``gvp-bench: ...`` message; warnings (lines dropped from a damaged file) are one line each.
+crash records that cell and the run goes on (gvp_bench.bench.isolate). ``--measure instructions``
+counts instructions per call under callgrind instead of timing (:mod:`.callgrind`: CPU only, one
+thread by default). Where JAX is installed, the JAX side-by-side rows are measured too, unless
+``--no-jax``. A damaged results file or a refused one (locked by another run, another suite,
+another machine) ends the command with a one-line ``gvp-bench: ...`` message; warnings (lines
+dropped from a damaged file) are one line each.
 """
 
 import argparse
@@ -21,7 +23,7 @@ import torch
 
 from .. import jax_side
 from ..results import ResultsError, ResultsWriter, load, new_header
-from . import own, summary
+from . import callgrind, own, summary
 from .machine import fingerprint
 from .workloads import SUITES, expand, get_suite, shard
 
@@ -29,6 +31,7 @@ from .workloads import SUITES, expand, get_suite, shard
 SAME_MACHINE = ("cpu", "gpu", "torch")
 # Settings a resumed file should share (TF32 on or off): a difference is warned about, where the file records them.
 SAME_SETTINGS = ("fp32_precision",)
+MEASURES = ("time", "instructions")
 
 
 def _shard(text):
@@ -96,11 +99,19 @@ def add_parser(commands, names):
     parser.add_argument("--isolate", action="store_true",
                         help="measure each cell in a fresh process, so that a crash (a segfault, an abort in a "
                              "kernel) records that cell as error and the run goes on; costs a torch import per cell")
+    parser.add_argument("--measure", choices=MEASURES, default="time",
+                        help="time: seconds per call (the default); instructions: instructions per call counted by "
+                             "callgrind (valgrind; CPU only, slow, steady under load; default --threads 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=main)
 
 
-def _devices(choice):
+def _devices(choice, measure):
+    if measure == "instructions":
+        if choice == "cuda":
+            raise ValueError("--measure instructions: counts are for the CPU only (callgrind does not see a "
+                             "device's kernels); use --device cpu")
+        return ["cpu"]
     if choice == "cpu":
         return ["cpu"]
     if choice == "cuda" and not torch.cuda.is_available():
@@ -129,6 +140,9 @@ def _check_same_run(path, header, ours):
         raise ResultsError(f"{path}: holds the {header.get('suite')!r} suite, not {ours['suite']!r}; "
                            f"resume it with --suite {header.get('suite')}")
     theirs, mine = header.get("machine") or {}, ours["machine"]
+    if theirs.get("measure", "time") != mine["measure"]:
+        raise ResultsError(f"{path}: holds measure {theirs.get('measure', 'time')!r}, not {mine['measure']!r}; "
+                           f"resume it with --measure {theirs.get('measure', 'time')}")
     different = [name for name in SAME_MACHINE if theirs.get(name) != mine[name]]
     if different:
         raise ResultsError(f"{path}: measured on another machine ("
@@ -147,7 +161,7 @@ def _own_cells(args):
         raise ValueError("--models picks zoo models: with --workload only the workloads given are measured")
     if args.jax:
         raise ValueError("--jax: the JAX side-by-side rows are of zoo models, not of a --workload")
-    return own.cells([load(spec) for spec in args.workload], devices=_devices(args.device), dtypes=args.dtype,
+    return own.cells([load(spec) for spec in args.workload], devices=_devices(args.device, args.measure), dtypes=args.dtype,
                      ops=args.ops, strategy_names=args.strategies, ks=args.k or get_suite(args.suite).ks)
 
 
@@ -156,17 +170,18 @@ def main(args):
     from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
 
     suite = get_suite(args.suite)
+    instructions = args.measure == "instructions"
     if args.workload:
         workloads, suite_name = _own_cells(args), own.SUITE
     else:
         if args.jax and not jax_side.available():
             raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
-        no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device)) if args.jax is not False else None
+        no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device, args.measure)) if args.jax is not False else None
         if no_jax_on_cuda and args.jax and args.device == "cuda":
             raise ValueError(f"--jax --device cuda: {no_jax_on_cuda}")
         if no_jax_on_cuda:
             print(f"gvp-bench: warning: {no_jax_on_cuda}", file=sys.stderr)
-        workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
+        workloads = expand(suite, devices=_devices(args.device, args.measure), dtypes=args.dtype, models=args.models, ops=args.ops,
                            strategy_names=args.strategies, ks=args.k,
                            jax=jax_side.available() if args.jax is None else args.jax)
         suite_name = suite.name
@@ -176,12 +191,18 @@ def main(args):
         raise ValueError(f"no cells selected: the {suite_name} suite has none for these options")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out PATH, the results file to complete")
-    threads = args.threads or torch.get_num_threads()
+    if instructions and args.isolate:
+        raise ValueError("--isolate: the cells' own processes would run outside callgrind; with --measure "
+                         "instructions measure in one process")
+    if instructions and not callgrind.active():
+        return callgrind.relaunch(args)  # which comes back here, under callgrind
+    threads = args.threads or (1 if instructions else torch.get_num_threads())
     settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
                         max_run_time=args.max_run_time or suite.max_run_time,
-                        timeout_s=args.timeout or suite.timeout_s,
-                        budget_s=args.budget or (None if args.workload else suite.budget_s))  # your model: no budget
-    header = new_header(fingerprint(threads), suite_name)
+                        timeout_s=args.timeout or suite.timeout_s * (callgrind.SLOWDOWN if instructions else 1),
+                        budget_s=args.budget or (None if args.workload or instructions else suite.budget_s),
+                        measure=args.measure)  # your model, or counted under callgrind: no budget
+    header = new_header(dict(fingerprint(threads), measure=args.measure), suite_name)
     path = args.out or _default_path(header, args.shard)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)

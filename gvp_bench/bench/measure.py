@@ -9,7 +9,10 @@ around every sample, so asynchronous kernels are counted; on the CPU, where noth
 asynchronous, the plain clock (``timeit.default_timer``, the Timer's default on machines
 without an accelerator) keeps the timer's overhead at tens of nanoseconds, so blocks stay
 short and samples many. Each sample is seconds per call (a block's time over its call count);
-the median, the IQR and the samples themselves are kept.
+the median, the IQR and the samples themselves are kept. Next to each sample, the thread CPU time
+(``time.thread_time``) of the same block, per call: the clock the Timer reads also reads it. On a
+loaded machine a sample whose wall time is well above its CPU time was preempted (with one torch
+thread; with more, the CPU time is the calling thread's share only).
 
 First call: :func:`time_first_call` times the one call before any other, synchronised on CUDA;
 it includes what a strategy does once per workload (compiling, calibrating), which the median,
@@ -28,6 +31,7 @@ import contextlib
 import gc
 import os
 import sys
+import time
 import timeit
 from dataclasses import dataclass
 
@@ -43,6 +47,7 @@ class Timing:
     median_s: float
     iqr_s: float
     samples_s: list  # seconds per call, one per measured block of calls
+    cpu_samples_s: list  # thread CPU seconds per call of the same blocks
 
     @property
     def runs(self):
@@ -51,10 +56,33 @@ class Timing:
 
 def time_call(call, *, device, threads, min_run_time, max_run_time):
     """Time ``call()``, which computes on ``device``, with torch.utils.benchmark (see the module docstring)."""
-    clock = {} if torch.device(device).type == "cuda" else {"timer": timeit.default_timer}
-    timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads, **clock)
+    clock = _ThreadTimeRecorder(benchmark.utils.timer.timer if torch.device(device).type == "cuda"
+                                else timeit.default_timer)
+    timer = benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads, timer=clock)
     measurement = timer.adaptive_autorange(STABLE_IQR, min_run_time=min_run_time, max_run_time=max_run_time)
-    return Timing(measurement.median, measurement.iqr, list(measurement.times))
+    return Timing(measurement.median, measurement.iqr, list(measurement.times),
+                  clock.per_call(measurement.times, measurement.number_per_run))
+
+
+class _ThreadTimeRecorder:
+    """A Timer clock that reads ``clock`` and, at the same moment, the thread CPU time.
+
+    timeit reads the clock once before and once after each block of calls, so consecutive pairs of
+    readings are blocks; the measured samples are the last blocks the Timer ran.
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.thread_times = []
+
+    def __call__(self):
+        self.thread_times.append(time.thread_time())
+        return self.clock()
+
+    def per_call(self, samples, calls_per_block):
+        """Thread CPU seconds per call of the blocks that gave ``samples``."""
+        readings = self.thread_times[-2 * len(samples):]
+        return [(end - start) / calls_per_block for start, end in zip(readings[::2], readings[1::2])]
 
 
 def time_first_call(call, device):

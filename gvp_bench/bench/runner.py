@@ -10,7 +10,9 @@ cells; not for a recording strategy, whose peak is its recording's), and the
 timed plain forward pass of the same workload (JAX's own for a JAX cell), right after the product
 so that both see the machine in the same state. A cell's status:
 
-- ``ok``: measured; ``forward_ratio`` = median / forward median.
+- ``ok``: measured; ``forward_ratio`` = median / forward median. With ``measure="instructions"``
+  (inside a run under callgrind), instructions per call replace the times and the peak
+  (:func:`~.callgrind.count_cell`), and ``forward_ratio`` is their ratio.
 - ``unsupported``: the strategy raised :class:`gvp_bench.UnsupportedError`.
 - ``oom``: out of memory (``torch.OutOfMemoryError`` or ``MemoryError`` anywhere in the chain of
   causes, as when capturing a CUDA graph fails for want of memory; an allocation that failed inside
@@ -36,6 +38,7 @@ import contextlib
 import gc
 import re
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -49,7 +52,7 @@ from .. import jax_side, process_state
 from ..errors import UnsupportedError
 from ..registry import release_all
 from ..results import CELL_KEY
-from . import measure
+from . import callgrind, measure
 from .budget import Budget, OverBudget
 from .workloads import framework, measured_sizes, prepare
 
@@ -68,6 +71,7 @@ class Settings:
     max_run_time: float
     timeout_s: float      # per cell; 0 or None: no limit
     budget_s: float | None = None  # per cell, past which it is skipped (gvp_bench.bench.budget); None: no budget
+    measure: str = "time"  # or "instructions": counted under callgrind (gvp_bench.bench.callgrind)
 
 
 @contextlib.contextmanager
@@ -139,15 +143,19 @@ def _measure(workload, settings, parameters, outputs):
             budget.check_call(measure.time_first_call(cell.product, workload.device), first_call_s)
     workarounds = cell.workarounds()
     chunking = cell.chunking()
+    common = dict(first_call_s=first_call_s, workarounds=workarounds, choice=getattr(cell.strategy, "last_choice", None),
+                  **chunking)
+    if settings.measure == "instructions":
+        return dict(common, **callgrind.count_cell(cell))
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
     if capture_s is None and cell.framework == "torch":
         peak = measure.peak_bytes(cell.product, workload.device)
     forward = time_call(cell.forward)
-    return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
-                first_call_s=first_call_s, capture_s=capture_s, peak_bytes=peak, forward_median_s=forward.median_s,
-                forward_ratio=timing.median_s / forward.median_s, workarounds=workarounds,
-                choice=getattr(cell.strategy, "last_choice", None), **chunking)
+    return dict(common, median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
+                thread_cpu_median_s=statistics.median(timing.cpu_samples_s),
+                thread_cpu_samples_s=timing.cpu_samples_s, capture_s=capture_s, peak_bytes=peak,
+                forward_median_s=forward.median_s, forward_ratio=timing.median_s / forward.median_s)
 
 
 def cell_row(workload, settings):

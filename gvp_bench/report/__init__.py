@@ -146,6 +146,10 @@ def write_report(paths, directory):
     frame = load_frame(paths)
     if not len(frame):
         raise ResultsError(f"{', '.join(map(str, paths))}: no measured cells to report")
+    frame = frame[frame.machine_measure == "time"]  # the report is of times; compare reads instruction counts
+    if not len(frame):
+        raise ResultsError(f"{', '.join(map(str, paths))}: instruction counts only (--measure instructions): the "
+                           "report shows measured times; gvp-bench compare reads the counts")
     cells = _with_machine_in_device(latest(frame))
     strategies = tables.strategy_order(cells)
     by_device = [group for _, group in cells.groupby(["device", "dtype"], sort=True)]
