@@ -29,7 +29,7 @@ The helpers, by job:
   :func:`check_model`;
 - caching per workload: :func:`signature`;
 - what every strategy that substitutes params cannot see, to add to its ``unsupported``:
-  :data:`SUBSTITUTION_BLIND_SPOTS`.
+  :data:`SUBSTITUTION_BLIND_SPOTS`; and what forward mode cannot do: :data:`NO_FORWARD_FORMULA`.
 """
 
 from .blind_spots import SUBSTITUTION_BLIND_SPOTS
@@ -42,11 +42,11 @@ from .functional import EmptyOutputPadding, as_function_of, call_with, custom_fu
 from .registry import get_strategy
 from .reverse import forward_with_graph, grad_or_zeros, identity_cotangents, reverse_vjp, zeros_for
 from .signature import signature
-from .support import FEATURES, Unsupported
+from .support import FEATURES, NO_FORWARD_FORMULA, Unsupported
 from .validation import check_batch_cotangents, check_cotangent, check_model, require_batch
 
 __all__ = [
-    "Strategy", "Delegating", "PRODUCTS", "Unsupported", "FEATURES", "UnsupportedError", "SUBSTITUTION_BLIND_SPOTS",
+    "Strategy", "Delegating", "PRODUCTS", "Unsupported", "FEATURES", "UnsupportedError", "SUBSTITUTION_BLIND_SPOTS", "NO_FORWARD_FORMULA",
     "as_function_of", "call_with", "primals_of", "EmptyOutputPadding", "custom_functions_given_params",
     "forward_with_graph", "grad_or_zeros", "reverse_vjp", "identity_cotangents", "zeros_for",
     "jacobian_vector_products", "vector_jacobian_products",

@@ -52,6 +52,12 @@ class Unsupported:
         return any(feature in features for feature in self.features)
 
 
+# Declared by every strategy whose products run forward-mode AD through func.
+NO_FORWARD_FORMULA = Unsupported(("no_forward_formula",), "has no forward-AD formula",
+                                 "forward-mode AD needs a jvp formula for every operator func runs; torch has none "
+                                 "for some (weight_norm's fused kernel)")
+
+
 def declared(strategy, features):
     """The declarations of ``strategy`` (a Strategy or its class) that refuse a call exercising ``features``."""
     return [entry for entry in getattr(strategy, "unsupported", ()) if entry.applies(set(features))]

@@ -21,7 +21,7 @@ work; elementwise tangent arithmetic and the fixed cost of dual tensors come on 
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Strategy, Unsupported, call_with,
+from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Strategy, Unsupported, call_with,
                            check_batch_cotangents, forward_mode_jacobian, forward_with_graph, grad_or_zeros,
                            primals_of, reverse_vjp)
 
@@ -46,9 +46,7 @@ class ForwardDual(Strategy):
         Unsupported(("custom_function_backward_only",), "defines no jvp",
                     "J v and the Jacobian run forward-mode AD, which needs a jvp formula from every custom "
                     "autograd.Function in func"),
-        Unsupported(("no_forward_formula",), "_weight_norm_interface",
-                    "forward-mode AD needs a jvp formula for every operator func runs; torch has none for some "
-                    "(weight_norm's fused kernel)"),
+        NO_FORWARD_FORMULA,
     ) + SUBSTITUTION_BLIND_SPOTS
 
     def _jvp(self, func, params, tangents, create_graph):

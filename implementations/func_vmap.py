@@ -23,9 +23,9 @@ J v runs the same operators as forward_dual, plus the functorch layer's overhead
 
 from torch.func import jvp, vjp, vmap
 
-from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Chunked, Strategy, Unsupported, UnsupportedError,
-                           as_function_of, check_batch_cotangents, check_cotangent, identity_cotangents,
-                           in_chunks, primals_of, signature, zeros_for)
+from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Chunked, Strategy, Unsupported,
+                           UnsupportedError, as_function_of, check_batch_cotangents, check_cotangent,
+                           identity_cotangents, in_chunks, primals_of, signature, zeros_for)
 from gvp_bench.randomness import random_operations
 
 # Devices whose eager dropout is the fused kernel aten::native_dropout (torch's is_fused_kernel_acceptable)
@@ -44,9 +44,7 @@ class FuncVmap(Chunked, Strategy):
         Unsupported(("random_numbers",), "runs dropout in train mode on",
                     "on CUDA, eager dropout is a fused kernel whose mask vmap's batching rule does not reproduce: a "
                     "batch of J v would use another mask than func's own pass"),
-        Unsupported(("no_forward_formula",), "_weight_norm_interface",
-                    "forward-mode AD needs a jvp formula for every operator func runs; torch has none for some "
-                    "(weight_norm's fused kernel)"),
+        NO_FORWARD_FORMULA,
     ) + SUBSTITUTION_BLIND_SPOTS
 
     def compute(self, product, func, params, *args):

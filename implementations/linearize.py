@@ -24,9 +24,9 @@ import warnings
 import torch
 from torch.func import linearize, vmap
 
-from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Chunked, Strategy, Unsupported, UnsupportedError,
-                           as_function_of, call_with, check_batch_cotangents, check_cotangent,
-                           forward_mode_jacobian, in_chunks, primals_of)
+from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Chunked, Strategy, Unsupported,
+                           UnsupportedError, as_function_of, call_with, check_batch_cotangents,
+                           check_cotangent, forward_mode_jacobian, in_chunks, primals_of)
 from gvp_bench.randomness import RandomOperations
 
 J_V_ONLY = "torch.func.linearize gives J v only (forward mode): it has no vᵀJ"
@@ -64,9 +64,7 @@ class Linearize(Chunked, Strategy):
                     "own pass"),
         Unsupported(("custom_function_backward_only",), "defines no jvp",
                     "linearize traces forward-mode AD, which needs a jvp formula from every custom autograd.Function"),
-        Unsupported(("no_forward_formula",), "_weight_norm_interface",
-                    "forward-mode AD needs a jvp formula for every operator func runs; torch has none for some "
-                    "(weight_norm's fused kernel)"),
+        NO_FORWARD_FORMULA,
     ) + SUBSTITUTION_BLIND_SPOTS
 
     def _linearized(self, func, params, create_graph):
