@@ -12,13 +12,15 @@ create_graph and what func is), each with a code object of its own, as dynamo ke
 signature and reuses the compiled graph. A new shape is a new signature and compiles anew.
 
 What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
-(no fallback to eager at a graph break), among them a closure that restores the random state on every call
-(model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
+(no fallback to eager at a graph break), among them a func that sets the generator's state itself, and a param
+passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
 before compiling), a tensor computed from a param outside func and a torch.nn.utils.parametrize
-parametrization (found by one eager call of func under the substitution: compiled, it would give zeros). model_jvp / model_vjp in train mode set the random state once around the
-compiled product instead: its graph runs the forward once, and inductor draws random numbers as
-eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
+parametrization (found by one eager call of func under the substitution: compiled, it would give zeros).
+gvp-bench's own closure over a model in train mode (model_jvp's, a workload's: model_closure), which starts
+every call from one random state, runs with that state set once around the compiled product instead
+(gvp_bench.contract.split_random_state): its graph runs the forward once, and inductor draws random numbers
+as eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):
 it takes no memory budget.
@@ -38,11 +40,10 @@ import types
 import torch
 
 from gvp_bench.autotune.signature import signature
-from gvp_bench.contract import Strategy, buffers_protected_call, one_random_state
+from gvp_bench.contract import Strategy, split_random_state
 from gvp_bench.errors import UnsupportedError
 from gvp_bench.blind_spots import parametrizations_refused
 from gvp_bench.functional import custom_functions_given_params, look_through_substitution
-from gvp_bench.validation import check_model
 from implementations.func_vmap import FuncVmap
 
 # All rows at once: a chunk size chosen from the free memory on every call cannot live inside a graph
@@ -102,8 +103,10 @@ class Compiled(Strategy):
             compiled = torch.compile(_with_own_code(getattr(_EAGER, f"_{product}")), fullgraph=True,
                                      dynamic=False, options=self.compile_options)
             self._compiled[key] = compiled
+        traced, random_state = split_random_state(func)
         try:
-            return compiled(func, params, *args)
+            with random_state() if random_state else contextlib.nullcontext():
+                return compiled(traced, params, *args)
         except torch._dynamo.exc.Unsupported as error:
             self._refuse(product, func, params, args, f"torch.compile cannot capture it in one graph: {_why(error)}")
 
@@ -112,19 +115,6 @@ class Compiled(Strategy):
         product tells; dynamo only says it observed an exception), else UnsupportedError with the reason."""
         getattr(_EAGER, f"_{product}")(func, params, *args)
         raise UnsupportedError(self.name, reason)
-
-    def model_jvp(self, model, x, v, create_graph=False):
-        return self._on_model("jvp", model, x, v, create_graph)
-
-    def model_vjp(self, model, x, v, create_graph=False):
-        return self._on_model("vjp", model, x, v, create_graph)
-
-    def _on_model(self, function, model, x, v, create_graph):
-        """model_jvp / model_vjp: dynamo cannot capture model_closure's restoring of the random state on every
-        call; in train mode the state is set once around the compiled product, whose graph runs the forward once."""
-        params = check_model(model, x)
-        with one_random_state(model)() if model.training else contextlib.nullcontext():
-            return getattr(self, function)(buffers_protected_call(model, x), params, v, create_graph)
 
     def _jvp(self, func, params, tangents, create_graph):
         return self._product("jvp", func, params, (tangents, create_graph))

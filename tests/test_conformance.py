@@ -19,8 +19,8 @@ from gvp_bench.conformance import CASES, run_cell
 from conftest import DEVICES
 
 # The analytic Jacobian (its create_graph refused after the first-order checks); a 0-d param; unused params; a
-# custom autograd.Function (refused in part); BatchNorm in train mode (model_* compiled, the closure refused)
-# and eval mode (buffers); dropout's one mask (model_*'s first-order checks, then create_graph refused).
+# custom autograd.Function (refused in part); BatchNorm in train mode (the closure's random state set around the
+# compiled product) and eval mode (buffers); dropout's one mask (first-order checks, then create_graph refused).
 COMPILED_CASES = ("documented_example", "matrix_output", "unused_params", "custom_function", "batchnorm_train",
                   "batchnorm_eval", "dropout_train",
                   # what it refuses before compiling (gvp_bench.blind_spots)
@@ -50,8 +50,6 @@ EXPECTED_UNSUPPORTED = {
     ("func_vmap", "custom_function_backward_only"): "setup_context",
     ("jacrev_chunked", "custom_function_backward_only"): "setup_context",
     ("compiled", "custom_function"): "Unsupported custom jvp",
-    ("compiled", "batchnorm_train"): "from_the_drawn_state",  # the train-mode closure, not model_jvp / model_vjp
-    ("compiled", "dropout_train"): "from_the_drawn_state",
     ("linearize", "custom_function_backward_only"): "defines no jvp",
     ("linearize", "dropout_train"): "draws random numbers",
     # the other second-order cases: linearize's J v carries no graph
