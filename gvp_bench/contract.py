@@ -52,7 +52,15 @@ def model_closure(model, x):
         with random_state():
             return call_model()
 
+    call_model_with_one_random_state.gvp_bench_random_state = (call_model, random_state)
     return call_model_with_one_random_state
+
+
+def split_random_state(func):
+    """(the call, the context its random state starts from) for a closure :func:`model_closure` made in train
+    mode; (func, None) for any other func. For strategies that cannot run the context inside what they trace
+    (torch.compile): they enter it once around a product that runs the forward pass once."""
+    return getattr(func, "gvp_bench_random_state", (func, None))
 
 
 def buffers_protected_call(model, x):

@@ -25,7 +25,7 @@ The helpers, by job:
 - building on other strategies: :meth:`Strategy.implementation` (another strategy's product on
   checked arguments), :class:`Delegating` (all five products through one method),
   :func:`get_strategy`;
-- models: :func:`model_closure`, :func:`buffers_protected_call`, :func:`one_random_state`,
+- models: :func:`model_closure`, :func:`buffers_protected_call`, :func:`one_random_state`, :func:`split_random_state`,
   :func:`check_model`;
 - caching per workload: :func:`signature`;
 - what every strategy that substitutes params cannot see, to add to its ``unsupported``:
@@ -35,7 +35,7 @@ The helpers, by job:
 from .blind_spots import SUBSTITUTION_BLIND_SPOTS
 from .chunking import Chunked, forward_mode_jacobian, in_chunks
 from .contract import (PRODUCTS, Delegating, Strategy, buffers_protected_call, model_closure,
-                       one_random_state)
+                       one_random_state, split_random_state)
 from .dense import jacobian_vector_products, vector_jacobian_products
 from .errors import UnsupportedError
 from .functional import EmptyOutputPadding, as_function_of, call_with, custom_functions_given_params, primals_of
@@ -51,6 +51,6 @@ __all__ = [
     "forward_with_graph", "grad_or_zeros", "reverse_vjp", "identity_cotangents", "zeros_for",
     "jacobian_vector_products", "vector_jacobian_products",
     "Chunked", "in_chunks", "forward_mode_jacobian",
-    "get_strategy", "model_closure", "buffers_protected_call", "one_random_state", "check_model",
+    "get_strategy", "model_closure", "buffers_protected_call", "one_random_state", "split_random_state", "check_model",
     "check_cotangent", "check_batch_cotangents", "require_batch", "signature",
 ]

@@ -34,7 +34,7 @@ from torch.func import grad, jvp, vmap
 from .blind_spots import product_scope
 from .errors import UnsupportedError, translate_missing_rules
 from .functional import as_function_of, call_with
-from .validation import check_batch_tangents, check_func, check_params, check_tangents
+from .validation import check_batch_tangents, check_func, check_params, check_tangents, keyed, param_keys
 
 
 def _scalar(output):
@@ -157,7 +157,7 @@ def _compute(name, batched, func, params, tangents):
 def ggn_vp(func, params, loss, v, *, strategy="auto"):
     """The Gauss-Newton product G v = Jᵀ H J v, J the Jacobian of func() (a model's output) with respect to
     params and H the Hessian of the scalar ``loss(output)`` with respect to the output: a list matching params
-    (a tensor for one param).
+    (a tensor for one param); a dict under the same keys when params is a dict. ``v`` takes the forms of jvp's.
 
     J v and the final vᵀJ are first-order products by ``strategy`` (a registered strategy, as for jvp and vjp);
     H (J v) is forward-over-reverse through ``loss`` alone (torch.func), at the output without its graph.
@@ -176,21 +176,29 @@ def ggn_vp(func, params, loss, v, *, strategy="auto"):
 
 
 def hvp(func, params, v, *, strategy="auto"):
-    """H v for the scalar func() with respect to params: a list matching params (a tensor for one param).
+    """H v for the scalar func() with respect to params: a list matching params (a tensor for one param); a dict
+    under the same keys when params is a dict (``dict(model.named_parameters())``).
 
-    ``v`` takes the forms of jvp's: a tensor for one param, a list matching params, or a flat vector."""
+    ``v`` takes the forms of jvp's: a tensor for one param, a list matching params, a dict with the keys of
+    dict params, or a flat vector."""
     check_func(func)
-    params = check_params(params)
-    if not isinstance(strategy, str):
-        raise TypeError(f"strategy must be the name of a Hessian-vector product strategy, got {type(strategy).__name__}")
-    result = _compute(strategy, False, func, params, check_tangents(v, params))
+    keys, params = param_keys(params), check_params(params)
+    _check_strategy_name(strategy)
+    result = _compute(strategy, False, func, params, check_tangents(v, params, keys=keys))
+    if keys is not None:
+        return keyed(result, keys)
     return result[0] if len(params) == 1 else list(result)
 
 
 def batch_hvp(func, params, vs, *, strategy="auto"):
-    """H v for each vector of the batch vs: a list matching params of (batch, *param shape) tensors."""
+    """H v for each vector of the batch vs: a list matching params (a dict under its keys) of
+    (batch, *param shape) tensors. ``vs`` takes the forms of batch_jvp's."""
     check_func(func)
-    params = check_params(params)
+    keys, params = param_keys(params), check_params(params)
+    _check_strategy_name(strategy)
+    return keyed(list(_compute(strategy, True, func, params, check_batch_tangents(vs, params, keys=keys))), keys)
+
+
+def _check_strategy_name(strategy):
     if not isinstance(strategy, str):
         raise TypeError(f"strategy must be the name of a Hessian-vector product strategy, got {type(strategy).__name__}")
-    return list(_compute(strategy, True, func, params, check_batch_tangents(vs, params)))

@@ -14,16 +14,17 @@ signature and reuses the compiled graph. A new shape is a new signature and comp
 What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
 (no fallback to eager at a graph break), what the backend fails to compile (inductor's
 BackendCompilerFailed, as on a reentrant ``torch.utils.checkpoint``; the state the failed compilation
-left entered is put back first), among them a closure that restores the random state on every call
-(model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
+left entered is put back first), among them a func that sets the generator's state itself, and a param
+passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
 before compiling), a tensor computed from a param outside func and a torch.nn.utils.parametrize
 parametrization (found by one eager call of func under the substitution: compiled, it would give zeros),
 and saved-tensor hooks in func (a non-reentrant ``torch.utils.checkpoint``, found by one more eager
-call with them disabled: the compiled jvp through one answered zeros). model_jvp / model_vjp in
-train mode set the random state once around the compiled product instead: its graph runs the
-forward once, and inductor draws random numbers as
-eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
+call with them disabled: the compiled jvp through one answered zeros).
+gvp-bench's own closure over a model in train mode (model_jvp's, a workload's: model_closure), which starts
+every call from one random state, runs with that state set once around the compiled product instead
+(gvp_bench.contract.split_random_state): its graph runs the forward once, and inductor draws random numbers
+as eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):
 it takes no memory budget.
@@ -43,8 +44,7 @@ import types
 import torch
 
 from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Delegating, Unsupported, UnsupportedError,
-                           buffers_protected_call, check_model, custom_functions_given_params, get_strategy,
-                           one_random_state, signature)
+                           custom_functions_given_params, get_strategy, signature, split_random_state)
 from gvp_bench.blind_spots import parametrizations_refused
 from gvp_bench.functional import look_through_substitution
 from gvp_bench.process_state import left_as_found
@@ -102,9 +102,6 @@ class Compiled(Delegating):
         Unsupported(("create_graph",), "create_graph=True", NO_SECOND_ORDER),
         Unsupported(("custom_function_jvp",), "Unsupported custom jvp",
                     "dynamo cannot trace a custom autograd.Function's own jvp into the graph"),
-        Unsupported(("random_state_closure",), "from_the_drawn_state",
-                    "dynamo cannot capture a closure that restores the random state on every call (model_closure "
-                    "in train mode); model_jvp / model_vjp set it once around the compiled product instead"),
         Unsupported(("recurrent_module",), "Attempted to wrap RNN, GRU, or LSTM",
                     "dynamo does not capture torch's recurrent modules in a graph"),
         Unsupported(("parametrization",), "parametrized tensor",
@@ -150,9 +147,10 @@ class Compiled(Delegating):
             compiled = torch.compile(_with_own_code(self._eager.implementation(product)), fullgraph=True,
                                      dynamic=False, options=self.compile_options)
             self._compiled[key] = compiled
+        traced, random_state = split_random_state(func)
         try:
-            with left_as_found():  # a failed compilation can leave state entered (saved-tensor hooks disabled)
-                return compiled(func, params, *args)
+            with left_as_found(), (random_state() if random_state else contextlib.nullcontext()):
+                return compiled(traced, params, *args)
         except torch._dynamo.exc.Unsupported as error:
             reason = f"torch.compile cannot capture it in one graph: {_why(error)}"
         except torch._dynamo.exc.TorchDynamoException as error:  # among them inductor's BackendCompilerFailed
@@ -168,15 +166,3 @@ class Compiled(Delegating):
         self._eager.implementation(product)(func, params, *args)
         raise UnsupportedError(self.name, reason)
 
-    def model_jvp(self, model, x, v, create_graph=False):
-        return self._on_model("jvp", model, x, v, create_graph)
-
-    def model_vjp(self, model, x, v, create_graph=False):
-        return self._on_model("vjp", model, x, v, create_graph)
-
-    def _on_model(self, function, model, x, v, create_graph):
-        """model_jvp / model_vjp: dynamo cannot capture model_closure's restoring of the random state on every
-        call; in train mode the state is set once around the compiled product, whose graph runs the forward once."""
-        params = check_model(model, x)
-        with one_random_state(model)() if model.training else contextlib.nullcontext():
-            return getattr(self, function)(buffers_protected_call(model, x), params, v, create_graph)

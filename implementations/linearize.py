@@ -6,7 +6,11 @@ that do not depend on the tangent (the forward pass) folded into constants: what
 computes J v and nothing else. A batch of tangents then runs through it with vmap, in chunks
 that fit the memory budget (gvp_bench.chunking); the Jacobian pushes the identity's columns
 through it the same way (forward mode, P columns). The folded constants carry no graph, so
-create_graph=True raises UnsupportedError. VJPs: linearize gives J v only, so vjp and
+create_graph=True raises UnsupportedError. Where vmap cannot run the traced graph, the batch goes
+row by row through the linear function instead: make_fx records a reshape of a contiguous tensor as
+aten.view, and vmap's rule for some operators gives each row's result non-contiguous (nn.Embedding's
+rows come out with the batch dimension in the middle), which that view cannot flatten (nn.Embedding
+then nn.Flatten). VJPs: linearize gives J v only, so vjp and
 batch_vjp raise UnsupportedError (after checking their input, as every strategy does).
 Random operations (dropout in train mode) raise UnsupportedError: the traced graph draws its
 random numbers again on every J v, outside the random state model_jvp's closure restores, so
@@ -32,6 +36,7 @@ from gvp_bench.randomness import RandomOperations
 J_V_ONLY = "torch.func.linearize gives J v only (forward mode): it has no vᵀJ"
 RANDOM = ("func draws random numbers ({}): the linearized function would draw them anew on every call, "
           "not the ones of func's own pass (a dropout mask per product)")
+NON_CONTIGUOUS_VIEW = "view size is not compatible with input tensor's size and stride"  # torch's message
 NO_GRAPH = ("create_graph=True: torch.func.linearize folds the forward pass into constants, so its J v "
             "carries no graph back to the params")
 
@@ -52,6 +57,24 @@ def _checked_once(function, strategy):
         return output
 
     return function_without_randomness
+
+
+def _vmapped_or_row_by_row(linear):
+    """linear over a batch of tangents: vmapped, or row by row from the first batch where vmap gives a row's
+    intermediate result a layout the traced graph's aten.view cannot take (see the module's docstring)."""
+    vmapped, row_by_row = vmap(linear), []
+
+    def batched(*tangents):
+        if not row_by_row:
+            try:
+                return vmapped(*tangents)
+            except RuntimeError as error:
+                if NON_CONTIGUOUS_VIEW not in str(error):
+                    raise
+                row_by_row.append(True)
+        return torch.stack([linear(*row) for row in zip(*tangents)])
+
+    return batched
 
 
 class Linearize(Chunked, Strategy):
@@ -78,7 +101,7 @@ class Linearize(Chunked, Strategy):
     def _batched(self, func, params, rows, create_graph):
         """func()'s output, J· vmapped over a batch of tangents, and the rows to push at once."""
         output, linear = self._linearized(func, params, create_graph)
-        return output, vmap(linear), self._rows_per_chunk(func, params, rows, "outputs")
+        return output, _vmapped_or_row_by_row(linear), self._rows_per_chunk(func, params, rows, "outputs")
 
     def _jvp(self, func, params, tangents, create_graph):
         return self._linearized(func, params, create_graph)[1](*tangents)

@@ -59,6 +59,40 @@ def test_hvp_unused_param_and_one_param(strategy):
                                6 * x.detach())
 
 
+@pytest.mark.parametrize("strategy", gvp_bench.hvp_strategies())
+def test_hvp_batch_hvp_and_ggn_vp_key_their_results_like_dict_params(strategy):
+    """Dict params give dicts under the same keys, as the first-order products do; v may be a dict too."""
+    x, w, func = _problem()
+    generator = torch.Generator().manual_seed(3)
+    v = {"x": torch.randn(3, generator=generator, dtype=torch.float64),
+         "w": torch.randn(2, 3, generator=generator, dtype=torch.float64)}
+    params = {"x": x, "w": w}
+    expected = dict(zip(["x", "w"], _reference_hvp(x, w, [v["x"], v["w"]])))
+    for given in (v, [v["x"], v["w"]]):
+        result = gvp_bench.hvp(func, params, given, strategy=strategy)
+        assert isinstance(result, dict) and list(result) == ["x", "w"]
+        torch.testing.assert_close(result, expected)
+    batch = gvp_bench.batch_hvp(func, params, {key: t.unsqueeze(0) for key, t in v.items()}, strategy=strategy)
+    assert isinstance(batch, dict) and list(batch) == ["x", "w"]
+    torch.testing.assert_close({key: rows[0] for key, rows in batch.items()}, expected)
+    one = gvp_bench.hvp(lambda: (x ** 3).sum(), {"x": x}, {"x": v["x"]}, strategy=strategy)
+    torch.testing.assert_close(one, {"x": 6 * x.detach() * v["x"]})
+    with pytest.raises(ValueError, match="v must have the keys of params; missing \\['w'\\]"):
+        gvp_bench.hvp(func, params, {"x": v["x"]}, strategy=strategy)
+    with pytest.raises(TypeError, match="v is a dict, but params is not"):
+        gvp_bench.hvp(func, [x, w], v, strategy=strategy)
+
+
+def test_ggn_vp_keys_its_result_like_dict_params():
+    """With the loss ½‖w x‖², G v = Jᵀ J v: J v = w v_x + v_w x, its pullback (wᵀ J v, J v xᵀ)."""
+    x, w, _ = _problem()
+    v = {"x": torch.ones(3, dtype=torch.float64), "w": torch.full((2, 3), 0.5, dtype=torch.float64)}
+    ggn = gvp_bench.ggn_vp(lambda: w @ x, {"x": x, "w": w}, lambda output: (output ** 2).sum() / 2, v,
+                           strategy="func_vmap")
+    jv = w.detach() @ v["x"] + v["w"] @ x.detach()
+    torch.testing.assert_close(ggn, {"x": w.detach().T @ jv, "w": torch.outer(jv, x.detach())})
+
+
 def test_hvp_refuses_what_it_cannot_do_with_typed_errors():
     x, w, func = _problem()
     v = [torch.ones(3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)]

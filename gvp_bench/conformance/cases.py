@@ -467,6 +467,8 @@ BLIND_SPOT_CASES = [
          analytic_jacobian=_jacobian_of(_embedding_padding_function(-1))),
     Case("embedding_sparse", "F.embedding(sparse=True): dense results all the same", _embedding(sparse=True),
          features=("sparse_gradients",)),
+    Case("embedding_flatten_module", "nn.Embedding then nn.Flatten(0): vmap gives the embedding's rows batched "
+         "in the middle, which a traced view cannot flatten", _embedding_module, tags=("model",)),
     Case("weight_norm", "a Linear under torch.nn.utils.parametrizations.weight_norm", _parametrized(_weight_norm),
          tags=("model",), features=("parametrization", "no_forward_formula")),
     Case("parametrize_symmetric", "a Linear whose weight is parametrized as symmetric (torch.nn.utils.parametrize)",
