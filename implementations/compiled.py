@@ -43,8 +43,9 @@ import types
 
 import torch
 
-from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Delegating, Unsupported, UnsupportedError,
-                           custom_functions_given_params, get_strategy, signature, split_random_state)
+from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Delegating, Unsupported,
+                           UnsupportedError, custom_functions_given_params, get_strategy, signature,
+                           split_random_state)
 from gvp_bench.blind_spots import parametrizations_refused
 from gvp_bench.functional import look_through_substitution
 from gvp_bench.process_state import left_as_found
@@ -106,6 +107,7 @@ class Compiled(Delegating):
                     "dynamo does not capture torch's recurrent modules in a graph"),
         Unsupported(("parametrization",), "parametrized tensor",
                     "torch.compile of the substitution gives zeros for a parametrization's original"),
+        NO_FORWARD_FORMULA,  # its J v products are func_vmap's, in forward mode
         Unsupported(("saved_tensor_hooks",), "saved-tensor hooks",
                     "torch.compile's graph of torch.func.jvp through saved-tensor hooks answered zeros"),
     ) + SUBSTITUTION_BLIND_SPOTS
