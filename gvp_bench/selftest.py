@@ -176,7 +176,7 @@ def _out_of_memory_cell(device, quick):
 
 
 def _memory_budget_chunks(device, quick):
-    from implementations.func_vmap import FuncVmap
+    from gvp_bench.implementations.func_vmap import FuncVmap
 
     entry = zoo.build("mlp", "tiny", device=device)
     func, params, rows = entry.func(), entry.params, 64

@@ -23,7 +23,7 @@ launches (small and medium models), after a first call that compiles and capture
 import torch
 
 from gvp_bench.kit import Unsupported
-from implementations.compiled import Compiled
+from gvp_bench.implementations.compiled import Compiled
 
 
 class CudaGraphs(Compiled):

@@ -19,7 +19,7 @@ from gvp_bench.conformance.cases import CubeBackwardOnly
 from gvp_bench.results import ResultsWriter, new_header, read
 from gvp_bench.workarounds import WorkaroundWarning
 
-auto_module = importlib.import_module("implementations.auto")
+auto_module = importlib.import_module("gvp_bench.implementations.auto")
 AUTO = gvp_bench.get_strategy("auto")
 CPU = torch.device("cpu")
 

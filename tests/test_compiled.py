@@ -14,7 +14,7 @@ from gvp_bench import zoo
 from gvp_bench.autotune.config import AutoSettings
 from gvp_bench.conformance.cases import CubeBackwardOnly
 from gvp_bench.contract import model_closure
-from implementations.auto import Auto
+from gvp_bench.implementations.auto import Auto
 
 EAGER = gvp_bench.get_strategy("func_vmap")
 

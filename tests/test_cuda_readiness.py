@@ -19,8 +19,8 @@ from gvp_bench.conformance import case_by_name, checks
 from gvp_bench.contract import Strategy
 from gvp_bench.errors import UnsupportedError, translate_missing_rules
 from gvp_bench.workarounds import WorkaroundWarning, workaround_for
-from implementations import func_vmap
-from implementations.compiled import Compiled
+from gvp_bench.implementations import func_vmap
+from gvp_bench.implementations.compiled import Compiled
 
 # aten/src/ATen/native/cudnn/RNN.cpp, _cudnn_rnn_backward_weight: TORCH_CHECK(fn_train, ...)
 CUDNN_EVAL_BACKWARD = "cudnn RNN backward can only be called in training mode"

@@ -12,7 +12,7 @@ import gvp_bench
 from gvp_bench import registry
 from gvp_bench.bench import runner, workloads
 from gvp_bench.conformance import CASES, case_by_name, cells, pivot, run_cell, support_matrix
-from implementations.func_vmap import FuncVmap
+from gvp_bench.implementations.func_vmap import FuncVmap
 
 
 def test_built_in_strategies_join_through_the_entry_point_group():
@@ -53,7 +53,7 @@ def _install(tmp_path, monkeypatch, package, entry_point, source=None):
 def test_a_third_party_package_plugs_in_through_its_entry_point(tmp_path, monkeypatch, fresh_registry):
     """A package installed beside gvp-bench, declaring a strategy in its metadata only."""
     _install(tmp_path, monkeypatch, "thirdparty_strategy", "plugged = thirdparty_strategy:Plugged", '''
-        from implementations.func_vmap import FuncVmap
+        from gvp_bench.implementations.func_vmap import FuncVmap
 
         class Plugged(FuncVmap):
             """A third party's strategy (func_vmap under another name)."""

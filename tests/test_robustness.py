@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 import gvp_bench
 from gvp_bench import process_state
 from gvp_bench.autotune.calibration import Calibration
-from implementations import auto as auto_module
+from gvp_bench.implementations import auto as auto_module
 
 STRATEGIES = gvp_bench.strategies()
 NOT_COMPILING = [name for name in STRATEGIES if name != "compiled"]  # compiled's failures: their own test

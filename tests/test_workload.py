@@ -13,7 +13,7 @@ from gvp_bench import cli, workload_specs
 from gvp_bench.errors import UnsupportedError
 from gvp_bench.results import CELL_FIELDS, load
 from gvp_bench.testing import assert_strategies_agree, check_conformance
-from implementations.reference_loop import ReferenceLoop
+from gvp_bench.implementations.reference_loop import ReferenceLoop
 
 MODEL_FILE = textwrap.dedent("""
     import torch
