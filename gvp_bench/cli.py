@@ -7,6 +7,7 @@ import warnings
 import torch
 
 from .bench import command as bench_command
+from .bench import overhead as bench_overhead
 from .conformance import CASES, case_by_name, cells, pivot, support_matrix
 from .conformance.matrix import DTYPES, available_devices
 from .registry import get_strategy
@@ -140,6 +141,7 @@ def build_parser():
     zoo_command.add_argument("--format", choices=["text", "markdown"], default="text")
     zoo_command.set_defaults(run=_zoo)
     bench_command.add_parser(commands, _names)
+    bench_overhead.add_parser(commands, _names)
     return parser
 
 
