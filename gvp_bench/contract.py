@@ -17,35 +17,46 @@ import torch
 
 from .autotune.signature import signature
 from .errors import UnsupportedError, translate_missing_rules
+from .model_form import model_form
 from .validation import (
     check_batch_tangents,
     check_func,
-    check_model,
+    check_model_form,
     check_params,
     check_tangents,
 )
 from .workarounds import WorkaroundWarning, workaround_for
 
 
-def model_closure(model, x):
+def model_closure(model, x, form=None):
     """``func`` for model_jvp / model_vjp: ``model(x)`` with the model's buffers protected.
 
-    The call runs on fresh copies of the buffers, so whatever it updates in place (BatchNorm
-    running statistics in train mode) lands on the copies: the model's buffers are exactly as
+    The call runs on fresh copies of the buffers it can update in place (BatchNorm running
+    statistics in train mode; see gvp_bench.model_form), so the model's buffers are exactly as
     before, and torch.func transforms never see a captured tensor mutated. In train mode every
     call of the closure starts from the same random state, drawn once when the closure is made:
     dropout uses one mask for the whole product, however many forward passes a strategy makes.
+
+    The closure also takes replacements of the model's trainable params, ``call_model(replacements)``,
+    swapped in the modules for the call; ``call_model.trainable_params()``
+    says which params those replace (gvp_bench.functional.call_with uses both), and
+    ``call_model.model_form()`` gives the model's form. ``form``: the model's
+    form (gvp_bench.model_form) just checked, for a closure made for one call; by default each call
+    of the closure takes the model's current form.
     """
-    call_model = buffers_protected_call(model, x)
-    if not model.training:
-        return call_model
-    random_state = one_random_state(model)
+    random_state = one_random_state(model) if model.training else None
 
-    def call_model_with_one_random_state():
+    current_form = (lambda: form) if form is not None else (lambda: model_form(model))
+
+    def call_model(replacements=None):
+        if random_state is None:
+            return current_form().call(model, x, replacements)
         with random_state():
-            return call_model()
+            return current_form().call(model, x, replacements)
 
-    return call_model_with_one_random_state
+    call_model.trainable_params = lambda: current_form().params
+    call_model.model_form = current_form
+    return call_model
 
 
 def buffers_protected_call(model, x):
@@ -161,26 +172,30 @@ class Strategy(abc.ABC):
     def jvp(self, func, params, v, create_graph=False):
         """J v for func at params; a tensor shaped like func()'s output."""
         check_func(func)
-        params = check_params(params)
+        return self._checked_jvp(func, check_params(params), v, create_graph)
+
+    def _checked_jvp(self, func, params, v, create_graph):
         tangents = check_tangents(v, params)
         return _finish(self.compute("jvp", func, params, tangents, create_graph), create_graph)
 
     def vjp(self, func, params, v, create_graph=False):
         """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor."""
         check_func(func)
-        params = check_params(params)
+        return self._checked_vjp(func, check_params(params), v, create_graph)
+
+    def _checked_vjp(self, func, params, v, create_graph):
         grads = _finish(self.compute("vjp", func, params, v, create_graph), create_graph)
         return grads[0] if len(params) == 1 else grads
 
     def model_jvp(self, model, x, v, create_graph=False):
         """J v for model(x) with respect to the model's parameters that require grad."""
-        params = check_model(model, x)
-        return self.jvp(model_closure(model, x), params, v, create_graph)
+        form = check_model_form(model, x)
+        return self._checked_jvp(model_closure(model, x, form), form.params, v, create_graph)
 
     def model_vjp(self, model, x, v, create_graph=False):
         """vᵀJ for model(x) with respect to the model's parameters that require grad."""
-        params = check_model(model, x)
-        return self.vjp(model_closure(model, x), params, v, create_graph)
+        form = check_model_form(model, x)
+        return self._checked_vjp(model_closure(model, x, form), form.params, v, create_graph)
 
     def batch_jvp(self, func, params, vs, create_graph=False):
         """J v for each vector of the batch vs; a (batch, *output shape) tensor."""

@@ -26,12 +26,15 @@ the weights stream at 4 GB/s of the 29 GB/s one core reads), so FLOPs are the fl
 that read 6-7x timed preemption by other processes (samples step by about 4.2 ms), not work.
 """
 
+from contextlib import nullcontext
+
 import torch
 import torch.autograd.forward_ad as fwAD
 
 from gvp_bench.chunking import forward_mode_jacobian
 from gvp_bench.contract import Strategy
 from gvp_bench.functional import call_with, primals_of
+from gvp_bench.linear_rule import constant_input_rule
 from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
 from gvp_bench.validation import check_batch_cotangents
 
@@ -39,7 +42,9 @@ from gvp_bench.validation import check_batch_cotangents
 def _dual_pass(func, params, tangents, create_graph):
     """func() with dual params; returns (output, J v)."""
     primals = primals_of(params, create_graph)
-    with fwAD.dual_level():
+    form = getattr(func, "model_form", None)  # a model closure: its large linear layers skip zero tangents
+    rule = constant_input_rule(form().large_linears) if form is not None and not create_graph else nullcontext()
+    with fwAD.dual_level(), rule:
         duals = tuple(fwAD.make_dual(p, t) for p, t in zip(primals, tangents))
         output, tangent = fwAD.unpack_dual(call_with(func, params, duals))
     return output, torch.zeros_like(output) if tangent is None else tangent
