@@ -6,8 +6,9 @@ dual params) and each strategy's ``model_vjp`` against ``torch.autograd.grad(mod
 u)`` (:mod:`gvp_bench.bench.raw`). Timing is thread CPU time (``time.thread_time``), so time
 the thread spends preempted by other processes does not count; the contenders run in
 interleaved rounds (each round times every contender for the same number of calls, in a
-rotated order), and the figure is the median over rounds of each round's ratio to the
-hand-written call, which cancels what drifts between rounds (frequency, cache pressure).
+rotated order), and the figures are the medians over rounds of each round's ratio to the
+hand-written call and to the no-grad forward pass (forward passes), which cancels what drifts
+between rounds (frequency, cache pressure).
 """
 
 import statistics
@@ -23,6 +24,7 @@ DEFAULT_MODELS = ("mlp/tiny", "cnn/small", "resnet/small")
 JVP_STRATEGIES = ("forward_dual", "func_vmap", "auto")
 VJP_STRATEGIES = ("double_backward", "forward_dual", "func_vmap", "auto")
 _ROUND_SECONDS = 0.02  # thread CPU time per contender per round
+FORWARD = "forward"  # the no-grad forward pass, timed with the others: the unit of forward passes
 
 
 def _thread_seconds(call, calls):
@@ -41,11 +43,10 @@ def _calls_per_round(call):
     return max(1, round(calls * _ROUND_SECONDS / max(_thread_seconds(call, calls), 1e-6)))
 
 
-def interleaved_ratios(contenders, baseline, rounds):
-    """{name: (median ratio to baseline, median seconds per call)} over ``rounds`` interleaved rounds.
-
-    ``contenders`` maps names to zero-argument calls, ``baseline`` is one of the names."""
-    calls = _calls_per_round(contenders[baseline])
+def interleaved_times(contenders, rounds):
+    """{name: [seconds per call in each round]} of ``contenders`` (names to zero-argument calls), timed in
+    ``rounds`` interleaved rounds of the same number of calls each."""
+    calls = _calls_per_round(next(iter(contenders.values())))
     for call in contenders.values():
         call()
     names = list(contenders)
@@ -54,9 +55,12 @@ def interleaved_ratios(contenders, baseline, rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             per_call[name].append(_thread_seconds(contenders[name], calls) / calls)
-    base = per_call[baseline]
-    return {name: (statistics.median(t / b for t, b in zip(times, base)), statistics.median(times))
-            for name, times in per_call.items()}
+    return per_call
+
+
+def median_ratio(times, baseline):
+    """The median over rounds of each round's ratio of ``times`` to ``baseline``."""
+    return statistics.median(t / b for t, b in zip(times, baseline))
 
 
 def _contenders(op, entry, vector, strategies):
@@ -65,11 +69,12 @@ def _contenders(op, entry, vector, strategies):
     for name in strategies:
         strategy = get_strategy(name)
         calls[name] = lambda strategy=strategy: getattr(strategy, op)(entry.model, entry.x, vector)
+    calls[FORWARD] = torch.no_grad()(lambda: entry.model(entry.x))
     return calls
 
 
 def measure(models=DEFAULT_MODELS, rounds=21, jvp_strategies=JVP_STRATEGIES, vjp_strategies=VJP_STRATEGIES):
-    """Rows (model, op, strategy, ratio to the hand-written call, seconds per call), one thread."""
+    """Rows (model, op, strategy, seconds per call, ratio to the hand-written call, forward passes), one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []
@@ -77,28 +82,30 @@ def measure(models=DEFAULT_MODELS, rounds=21, jvp_strategies=JVP_STRATEGIES, vjp
         for spec in models:
             name, _, size = spec.partition("/")
             entry = zoo.build(name, size or "tiny")
-            params = entry.params
             generator = torch.Generator().manual_seed(0)
             with torch.no_grad():
                 output = entry.model(entry.x)
-            tangents = [torch.randn(p.shape, generator=generator) for p in params]
+            tangents = [torch.randn(p.shape, generator=generator) for p in entry.params]
             cotangent = torch.randn(output.shape, generator=generator)
             for op, vector, strategies in (("model_jvp", tangents, jvp_strategies),
                                            ("model_vjp", cotangent, vjp_strategies)):
-                results = interleaved_ratios(_contenders(op, entry, vector, strategies), raw.NAMES[op], rounds)
-                rows += [dict(model=spec, op=op, strategy=contender, ratio=ratio, seconds=seconds)
-                         for contender, (ratio, seconds) in results.items()]
+                times = interleaved_times(_contenders(op, entry, vector, strategies), rounds)
+                rows += [dict(model=spec, op=op, strategy=contender, seconds=statistics.median(per_round),
+                              ratio=median_ratio(per_round, times[raw.NAMES[op]]),
+                              forward_passes=median_ratio(per_round, times[FORWARD]))
+                         for contender, per_round in times.items() if contender != FORWARD]
     finally:
         torch.set_num_threads(threads)
     return rows
 
 
 def table(rows):
-    """The rows as a markdown table: per model and op, each contender's time and ratio, and the best strategy's."""
-    lines = ["| model | op | strategy | µs per call | / hand-written |", "|---|---|---|---|---|"]
+    """The rows as a markdown table: per model and op, each contender's time, its ratio to the hand-written
+    call and to the no-grad forward pass."""
+    lines = ["| model | op | strategy | µs per call | / hand-written | forward passes |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['model']} | {row['op']} | {row['strategy']} | {row['seconds'] * 1e6:.1f} "
-                     f"| {row['ratio']:.3f} |")
+                     f"| {row['ratio']:.3f} | {row['forward_passes']:.2f} |")
     return "\n".join(lines)
 
 
