@@ -6,7 +6,8 @@ used, and said: the same device first, then the nearest size (in the zoo's order
 (by ratio), the same dtype; among equals, the one where most strategies ran, then the larger
 size and k (where the choice matters more), then the latest. The strategies that ran are ranked
 by median time; ``auto`` is shown against the best but not ranked (it hands each call to one of
-the others), and so are the JAX side-by-side rows (what JAX would take; not a PyTorch strategy
+the others), and so are the hand-written torch calls (what the technique costs without
+gvp-bench's wrapper) and the JAX side-by-side rows (what JAX would take; not a PyTorch strategy
 to use); those that did not run are listed with why. When the top two's samples overlap,
 they are within noise of each other, and the recommendation says so.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import stats, units
-from .measurements import AUTO, compiling, is_jax, rankable, samples, workload
+from .measurements import AUTO, compiling, is_jax, is_raw, rankable, samples, workload
 from .zoo import SIZES
 
 FIELDS = ("size", "device", "dtype", "k")  # what may differ from the request
@@ -89,7 +90,8 @@ def recommend(cells, op, model, size=None, device=None, dtype=None, k=None):
     groups = [group for _, group in candidates.groupby(["machine", *FIELDS], dropna=False)]
     chosen = min(groups, key=lambda group: _preference(group, request))
     ok = chosen[chosen.status == "ok"]
-    order = [rankable(ok).sort_values("median_s"), ok[ok.strategy == AUTO], ok[is_jax(ok)].sort_values("median_s"),
+    order = [rankable(ok).sort_values("median_s"), ok[ok.strategy == AUTO], ok[is_raw(ok)].sort_values("median_s"),
+             ok[is_jax(ok)].sort_values("median_s"),
              chosen[chosen.status != "ok"].sort_values("strategy")]
     return Recommendation(request, pd.concat(order).reset_index(drop=True))
 

@@ -122,6 +122,9 @@ def main(args):
     from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
 
     suite = get_suite(args.suite)
+    threads = args.threads or torch.get_num_threads()
+    if args.jax is not False and jax_side.available():
+        jax_side.match_threads(threads)  # before JAX is imported (listing its devices imports it)
     if args.jax and not jax_side.available():
         raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
     workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
@@ -133,7 +136,6 @@ def main(args):
         raise ValueError(f"no cells selected: the {suite.name} suite has none for these options")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out PATH, the results file to complete")
-    threads = args.threads or torch.get_num_threads()
     settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
                         max_run_time=args.max_run_time or suite.max_run_time,
                         timeout_s=args.timeout or suite.timeout_s)

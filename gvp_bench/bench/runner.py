@@ -97,7 +97,7 @@ def _measure(workload, settings):
     chunking = cell.chunking()
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
-    peak = measure.peak_bytes(cell.product, workload.device) if cell.framework == "torch" else None
+    peak = measure.peak_bytes(cell.product, workload.device) if cell.framework != jax_side.FRAMEWORK else None
     forward = time_call(cell.forward)
     return dict(median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
                 first_call_s=first_call_s, peak_bytes=peak, forward_median_s=forward.median_s,
@@ -108,7 +108,7 @@ def _measure(workload, settings):
 def measure_cell(workload, settings):
     """One results row for ``workload``: measured, or with the status and reason of why not."""
     kind = framework(workload.strategy)
-    threads = settings.threads if kind == "torch" else jax_side.pool_threads()
+    threads = jax_side.pool_threads() if kind == jax_side.FRAMEWORK else settings.threads
     row = dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **sizes(workload.model, workload.size))
     try:
         with warnings.catch_warnings():

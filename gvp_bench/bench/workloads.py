@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from .. import jax_side, zoo
+from . import raw
 from ..registry import get_strategy, strategies
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
@@ -110,7 +111,8 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
     """
     models = _choose("model", models, zoo.names())
     ops = [op for op in _choose("op", ops, OPS) if op in suite.ops]
-    strategy_names = _choose("strategy", strategy_names, strategies() + (list(jax_side.STRATEGIES) if jax else []))
+    strategy_names = _choose("strategy", strategy_names,
+                             strategies() + list(raw.STRATEGIES) + (list(jax_side.STRATEGIES) if jax else []))
     dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
     devices = _choose("device", devices, DEVICES)
     cells = []
@@ -121,7 +123,8 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
                 continue
             for k in suite.ks if op in BATCH_OPS else (None,):
                 cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names
-                          if framework(name) == "torch" or jax_side.measures(name, op, model, device)]
+                          if framework(name) == "torch" or op in raw.STRATEGIES.get(name, ())
+                          or jax_side.measures(name, op, model, device)]
     return cells
 
 
@@ -143,7 +146,8 @@ class Prepared:
     """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload.
 
     A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
-    and its memory is JAX's own, which torch's counters do not see.
+    and its memory is JAX's own, which torch's counters do not see. Nor has a hand-written torch
+    call (``framework`` "torch-raw").
     """
 
     workload: Workload
@@ -195,7 +199,10 @@ def materials(workload):
 
 
 def framework(strategy_name):
-    """``"jax"`` for the JAX side-by-side rows, ``"torch"`` for the strategies."""
+    """``"jax"`` for the JAX side-by-side rows, ``"torch-raw"`` for the hand-written torch calls
+    (gvp_bench.bench.raw), ``"torch"`` for the strategies."""
+    if strategy_name in raw.STRATEGIES:
+        return raw.FRAMEWORK
     return jax_side.FRAMEWORK if strategy_name in jax_side.STRATEGIES else "torch"
 
 
@@ -206,8 +213,10 @@ def prepare(workload):
 
         return prepare_jax(workload)
     entry, vectors = materials(workload)
-    strategy = get_strategy(workload.strategy)
-    if workload.op.startswith("model_"):
+    strategy = None if framework(workload.strategy) == raw.FRAMEWORK else get_strategy(workload.strategy)
+    if strategy is None:
+        product = functools.partial(raw.BUILDERS[workload.strategy](entry.model), entry.x, *vectors)
+    elif workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
     else:
         product = functools.partial(getattr(strategy, workload.op), entry.func(), entry.params, *vectors)
@@ -216,4 +225,4 @@ def prepare(workload):
     def forward():
         return entry.model(entry.x)
 
-    return Prepared(workload, strategy, product, forward)
+    return Prepared(workload, strategy, product, forward, framework(workload.strategy))

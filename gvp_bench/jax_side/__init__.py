@@ -24,8 +24,11 @@ imported without JAX installed.
 import functools
 import importlib.util
 import os
+import sys
 
 FRAMEWORK = "jax"
+# XLA on one CPU thread, as torch with --threads 1: Eigen's matrix products and convolutions single-threaded.
+SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 MODELS = ("mlp", "cnn", "scalar5", "elementwise")
 # strategy -> the ops it measures
 STRATEGIES = {
@@ -63,6 +66,17 @@ def measures(strategy, op, model, device):
 
 
 def pool_threads():
-    """The threads of XLA's CPU pool: it is sized by the CPUs this process may run on, whatever
-    torch's thread setting (run under ``taskset`` to limit both)."""
+    """The threads of XLA's CPU pool: one under :data:`SINGLE_THREAD_FLAGS`, else the CPUs this process
+    may run on, whatever torch's thread setting (run under ``taskset`` to limit both)."""
+    if SINGLE_THREAD_FLAGS in os.environ.get("XLA_FLAGS", ""):
+        return 1
     return len(os.sched_getaffinity(0))
+
+
+def match_threads(threads):
+    """Run XLA on as many CPU threads as torch where flags can say so: one thread, by
+    :data:`SINGLE_THREAD_FLAGS` in ``XLA_FLAGS``, which XLA reads when JAX is imported (so only
+    before that). Returns the threads XLA's pool will have (see :func:`pool_threads`)."""
+    if threads == 1 and "jax" not in sys.modules and SINGLE_THREAD_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_FLAGS}".strip()
+    return pool_threads()
