@@ -95,8 +95,8 @@ def _finish(results, create_graph):
     """A strategy's results as documented: a tensor, or a list of tensors (strategies may return any
     sequence), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
-        return results if create_graph else results.detach()
-    return [r if create_graph else r.detach() for r in results]
+        return results if create_graph or not results.requires_grad else results.detach()
+    return [r if create_graph or not r.requires_grad else r.detach() for r in results]
 
 
 class Strategy(abc.ABC):
@@ -148,7 +148,7 @@ class Strategy(abc.ABC):
         needed = list(remembered.get(key, ()))
         while True:
             try:
-                with contextlib.ExitStack() as scope:
+                with contextlib.ExitStack() if needed else contextlib.nullcontext() as scope:
                     for workaround in needed:
                         scope.enter_context(workaround.context())
                     with translate_missing_rules(self.name):

@@ -118,7 +118,7 @@ def _same_tensors(these, those):
 
 def call_with(func, params, replacements):
     """func() with each params[i] replaced by replacements[i] for the duration of the call."""
-    if all(r is p for r, p in zip(replacements, params)):
+    if all(map(operator.is_, replacements, params)):
         return check_output(func())
     trainable = getattr(func, "trainable_params", None)  # a model closure (gvp_bench.contract.model_closure)
     if trainable is not None and not torch.compiler.is_compiling() and _same_tensors(trainable(), params):
