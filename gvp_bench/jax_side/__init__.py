@@ -27,8 +27,6 @@ import os
 import sys
 
 FRAMEWORK = "jax"
-# XLA on one CPU thread, as torch with --threads 1: Eigen's matrix products and convolutions single-threaded.
-SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 MODELS = ("mlp", "cnn", "scalar5", "elementwise")
 # strategy -> the ops it measures
 STRATEGIES = {
@@ -66,17 +64,20 @@ def measures(strategy, op, model, device):
 
 
 def pool_threads():
-    """The threads of XLA's CPU pool: one under :data:`SINGLE_THREAD_FLAGS`, else the CPUs this process
-    may run on, whatever torch's thread setting (run under ``taskset`` to limit both)."""
-    if SINGLE_THREAD_FLAGS in os.environ.get("XLA_FLAGS", ""):
-        return 1
+    """The threads of XLA's CPU pool: it is sized by the CPUs this process may run on when JAX is
+    imported, whatever torch's thread setting (see :func:`match_threads`)."""
     return len(os.sched_getaffinity(0))
 
 
 def match_threads(threads):
-    """Run XLA on as many CPU threads as torch where flags can say so: one thread, by
-    :data:`SINGLE_THREAD_FLAGS` in ``XLA_FLAGS``, which XLA reads when JAX is imported (so only
-    before that). Returns the threads XLA's pool will have (see :func:`pool_threads`)."""
-    if threads == 1 and "jax" not in sys.modules and SINGLE_THREAD_FLAGS not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_FLAGS}".strip()
-    return pool_threads()
+    """Give XLA's CPU pool as many threads as torch has: before JAX is imported, pin this process to
+    ``threads`` of the CPUs it may run on (as ``taskset`` would), since XLA sizes its pool by them.
+    (The XLA flags ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` left
+    three threads busy in jax.jit matrix products on the CPU.) Returns the CPUs the process could
+    run on before, to restore after the run; None where it pinned nothing (JAX already imported,
+    or no fewer threads than CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if "jax" in sys.modules or threads >= len(cpus):
+        return None
+    os.sched_setaffinity(0, cpus[:threads])
+    return cpus
