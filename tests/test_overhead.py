@@ -136,3 +136,22 @@ def test_overhead_measures_every_contender(monkeypatch):
         ("model_vjp", "raw.autograd_grad"), ("model_vjp", "double_backward")}
     assert all(row["seconds"] > 0 for row in rows)
     assert "| mlp/tiny | model_jvp | forward_dual |" in overhead.table(rows)
+
+
+def test_jax_gets_torchs_threads_by_pinning_the_process_before_jax_is_imported(monkeypatch):
+    import os
+    import sys
+
+    from gvp_bench import jax_side
+
+    cpus = sorted(os.sched_getaffinity(0))
+    assert jax_side.match_threads(len(cpus)) is None  # as many threads as CPUs: nothing to pin
+    monkeypatch.setitem(sys.modules, "jax", object())
+    assert jax_side.match_threads(1) is None  # JAX imported: its pool is sized already
+    monkeypatch.delitem(sys.modules, "jax")
+    if len(cpus) > 1:
+        try:
+            assert jax_side.match_threads(1) == cpus
+            assert jax_side.pool_threads() == 1
+        finally:
+            os.sched_setaffinity(0, cpus)
