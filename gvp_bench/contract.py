@@ -39,7 +39,7 @@ def model_closure(model, x, form=None):
 
     The closure also takes replacements of the model's trainable params, ``call_model(replacements)``,
     swapped in the modules for the call; ``call_model.trainable_params()``
-    says which params those replace (gvp_bench.functional.call_with uses both), and
+    says which params those replace (none where the model keeps a param elsewhere too) (gvp_bench.functional.call_with uses both), and
     ``call_model.model_form()`` gives the model's form. ``form``: the model's
     form (gvp_bench.model_form) just checked, for a closure made for one call; by default each call
     of the closure takes the model's current form.
@@ -54,7 +54,7 @@ def model_closure(model, x, form=None):
         with random_state():
             return current_form().call(model, x, replacements)
 
-    call_model.trainable_params = lambda: current_form().params
+    call_model.trainable_params = lambda: current_form().swappable_params
     call_model.model_form = current_form
     return call_model
 

@@ -64,6 +64,25 @@ def _read_only_in_eval(module):
     return not module.training and type(module).forward in _EVAL_READ_ONLY_FORWARDS
 
 
+def _keeps_elsewhere(param_ids):
+    """``keeps(module)``: whether the module holds one of the params (by id) in another attribute than its
+    parameter dict: a tensor, or an element of a list, tuple or dict."""
+
+    def holds(value):
+        if isinstance(value, torch.Tensor):
+            return id(value) in param_ids
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, (list, tuple)):
+            return False
+        return any(isinstance(v, torch.Tensor) and id(v) in param_ids for v in value)
+
+    def keeps(module):
+        return any(holds(value) for name, value in vars(module).items() if name != "_parameters")
+
+    return keeps
+
+
 class ModelForm:
     """What model_jvp and model_vjp need of a module, valid while its snapshot matches."""
 
@@ -88,6 +107,9 @@ class ModelForm:
         self.params = tuple(by_id[i] for i in params)  # the params model_jvp differentiates with respect to
         self.updatable = tuple(by_id[i] for i in buffers)
         self.large_linears = large_linear_layers(self.snapshot.modules)  # for forward_dual's constant-input rule
+        # The params call() can replace: none where a module also keeps a param elsewhere than in its parameter
+        # dict (an attribute, or in a list, tuple or dict), which swapping would miss; callers substitute then.
+        self.swappable_params = () if any(map(_keeps_elsewhere(params), modules)) else self.params
 
     def matches(self):
         return self.snapshot.still_holds()

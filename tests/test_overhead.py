@@ -155,3 +155,26 @@ def test_jax_gets_torchs_threads_by_pinning_the_process_before_jax_is_imported(m
             assert jax_side.pool_threads() == 1
         finally:
             os.sched_setaffinity(0, cpus)
+
+
+class _KeepsAParamInAList(nn.Module):
+    """A module that reaches its weight through a plain list too, which swapping the parameter dict misses."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.also = [self.linear.weight]
+
+    def forward(self, x):
+        return self.linear(x) + x[:, :2] @ self.also[0][:, :2].T
+
+
+def test_a_param_kept_elsewhere_is_substituted_by_the_torch_function_mode():
+    model = _KeepsAParamInAList().double()
+    assert model_form(model).swappable_params == ()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    v = [torch.randn_like(p) for p in model.parameters()]
+    expected = torch.func.jvp(lambda *ps: torch.func.functional_call(model, dict(zip(["linear.weight", "linear.bias"], ps)), (x,))
+                              + x[:, :2] @ ps[0][:, :2].T, tuple(p.detach() for p in model.parameters()), tuple(v))[1]
+    for name in ("forward_dual", "func_vmap", "double_backward"):
+        torch.testing.assert_close(gvp_bench.model_jvp(model, x, v, strategy=name), expected)
