@@ -1,12 +1,31 @@
-"""gvp-bench: Jacobian-vector products for PyTorch, by interchangeable strategies."""
+"""gvp-bench: Jacobian-vector products for PyTorch, by interchangeable strategies.
 
-from .autotune import configure_auto
-from .api import batch_jvp, batch_vjp, full_jacobian, jvp, model_jvp, model_vjp, vjp
-from .contract import Strategy
-from .errors import UnsupportedError
-from .registry import get_strategy, register, strategies, unregister
+The names below are imported on first use (PEP 562), so that ``import gvp_bench`` and the command
+line's ``--help`` do not import torch.
+"""
 
-__all__ = [
-    "jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian",
-    "configure_auto", "strategies", "get_strategy", "register", "unregister", "Strategy", "UnsupportedError",
-]
+import importlib
+
+_EXPORTS = {
+    "jvp": ".api", "vjp": ".api", "model_jvp": ".api", "model_vjp": ".api", "batch_jvp": ".api",
+    "batch_vjp": ".api", "full_jacobian": ".api",
+    "hvp": ".second_order", "batch_hvp": ".second_order", "hvp_strategies": ".second_order", "ggn_vp": ".second_order",
+    "configure_auto": ".autotune",
+    "strategies": ".registry", "get_strategy": ".registry", "register": ".registry", "unregister": ".registry",
+    "Strategy": ".contract", "UnsupportedError": ".errors",
+    "Workload": ".workload", "benchmark": ".bench.own",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gvp_bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,7 +14,8 @@ def jvp(func, params, v, create_graph=False, *, strategy="auto"):
 
 
 def vjp(func, params, v, create_graph=False, *, strategy="auto"):
-    """vᵀJ: a list matching ``params`` (a tensor when params holds one tensor)."""
+    """vᵀJ: a list matching ``params`` (a tensor when params holds one tensor); a dict under the same keys
+    when params is a dict (``dict(model.named_parameters())``)."""
     return resolve(strategy).vjp(func, params, v, create_graph)
 
 

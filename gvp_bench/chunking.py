@@ -1,21 +1,23 @@
 """Memory-budgeted chunking: how many rows of a batched product or a Jacobian to compute at once.
 
 Strategies that batch rows (func_vmap and linearize with vmap, double_backward with
-``is_grads_batched``, jacrev_chunked's rows of J) hold every row's intermediates at once: 16
-products of a small CNN took 1.84 GB where a loop took 0.16 GB (DESIGN.md). They take the
+``is_grads_batched``, jacrev_chunked's rows of J) hold every row's intermediates at once, so a
+batch takes about k times the memory of a loop over it. They take the
 :class:`Chunked` options:
 
 - ``chunk_size``: rows at once; an int, ``None`` (all rows at once) or ``"auto"`` (the default):
   as many as fit the memory budget;
 - ``memory_budget`` (with ``"auto"`` only): bytes (an int), or a fraction of the memory free on
-  the params' device (a float in (0, 1]; default 0.5, as auto's): ``torch.cuda.mem_get_info``
-  on CUDA, ``MemAvailable`` on the CPU (gvp_bench.autotune.candidates).
+  the params' device (a float in (0, 1]; default 0.5, as auto's): on CUDA ``torch.cuda.mem_get_info``'s
+  free bytes plus what torch's caching allocator has reserved but not allocated (so the budget does not
+  shrink with the blocks earlier work left cached), ``MemAvailable`` on the CPU
+  (gvp_bench.memory).
 
 ``"auto"`` chooses ``(budget - held) // row``, at least 1 and at most the number of rows, where
 
 - ``row``, one row's cost, is twice the bytes one forward pass of func allocates (every
   intermediate, counted by a dispatch mode in one forward pass without grad; a row's tangents or
-  cotangents of them, with their derivative rules' temporaries, took 1.1-1.2 times that), plus
+  cotangents of them, with their derivative rules' temporaries, took a little more than that), plus
   one row of the vectors and of the result (P + M elements);
 - ``held``, what the product holds whatever the chunk, is one forward pass's intermediates (the
   activations reverse mode saves, the constants linearize folds) and its result twice (the
@@ -25,7 +27,7 @@ That counting forward pass is the price of ``"auto"``: it runs once per workload
 the shapes it captures, the params' shapes, dtypes and device, as auto's signature; two closures
 alike in these share the count, which can change their chunk size, never their results) and is
 remembered for the process; later calls pay the workload key and a read of the free memory (at
-most every 0.1 s; a call within that of the last read reuses it). An
+most every FREE_MEMORY_MAX_AGE_S; a call within that of the last read reuses it). An
 int ``chunk_size`` skips both. When even one row does not fit, the chunk is 1 and the peak will
 exceed the budget: a :class:`MemoryBudgetWarning` says so. The strategy records what it chose in
 ``last_chunk_size`` and ``last_memory_budget_bytes`` (the engine writes both into its results rows).
@@ -39,20 +41,19 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .autotune.candidates import budget_bytes
-from .autotune.config import DEFAULT_MEMORY_FRACTION, MAX_CHOICES, check_memory_budget
-from .autotune.signature import function_key
+from .signature import function_key
 from .functional import call_with
+from .memory import DEFAULT_MEMORY_FRACTION, budget_bytes, check_memory_budget
 
 AUTO = "auto"
 # One row's tangents or cotangents of a forward pass's intermediates, with the temporaries of their
-# derivative rules: measured at 1.1-1.2 times the forward pass's bytes per row (func_vmap's batch_jvp of
+# derivative rules: a little more than the forward pass's bytes per row (func_vmap's batch_jvp of
 # tests/test_chunking.py's MLP, CPU), so twice, for a margin.
 ROW_FORWARD_PASSES = 2
 # A reading of the free memory is reused for this long: repeated products pay the workload key alone (reading
-# MemAvailable took 10-17 µs of the 26 µs "auto" added to a call on the 2-core CPU).
+# MemAvailable was most of what chunk_size="auto" added to a call).
 FREE_MEMORY_MAX_AGE_S = 0.1
-MAX_REMEMBERED = MAX_CHOICES  # workloads whose forward size is remembered; the oldest is forgotten first
+MAX_REMEMBERED = 4096  # workloads whose forward size is remembered; the oldest is forgotten first
 
 
 class MemoryBudgetWarning(UserWarning):
@@ -98,7 +99,7 @@ _sizes = {}
 
 def forward_size(func, params):
     """One forward pass's size, measured once per workload (func's code and the shapes it captures,
-    the params' shapes, dtypes and device: gvp_bench.autotune.signature) and remembered for the process."""
+    the params' shapes, dtypes and device: gvp_bench.signature) and remembered for the process."""
     key = (function_key(func), tuple((p.shape, p.dtype, p.device) for p in params))
     if key not in _sizes:
         if len(_sizes) >= MAX_REMEMBERED:

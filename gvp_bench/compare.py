@@ -29,6 +29,9 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
   noise floor vs machine within the threshold), else *timed out (within noise)*: on a loaded
   machine a cell that takes seconds per call crosses the time limit in one honest run and not in
   the next.
+- a cell skipped in either run (not measured: one call would not fit its time budget, which
+  on a loaded machine happens in one run and not in the next) is shown as such (*ok -> skipped*),
+  neither a regression nor a win.
 - cells in only one of the runs are listed, and do not fail the comparison.
 - ``auto``: a cell whose choice changed between the runs says so (*chose X (was Y)*); its time
   and memory are judged like any cell's, because a user of auto gets the new choice's cost.
@@ -49,6 +52,7 @@ from .results import CELL_KEY
 THRESHOLD = 0.10
 MIN_CELLS_FOR_NOISE = 8  # fewer cells in both runs: the threshold alone
 STATUS_RANK = {"ok": 0, "unsupported": 1, "error": 2, "oom": 2, "timeout": 2}
+SKIPPED = "skipped"  # not measured within the cell's time budget: no verdict either way
 # Fingerprint fields that differ between two runs of one set-up: what is under test, and when.
 EXPECTED_TO_DIFFER = ("date", "git_commit", "git_dirty", "gvp_bench")
 
@@ -65,8 +69,7 @@ class Noise:
     def of(cls, log_ratios):
         """z is where a logistic distribution of the spread puts the quantile 1 - ALPHA / N (5.2
         for 245 cells). The logistic's tails are exponential, heavier than a normal's: two honest
-        runs of the quick suite on the 2-core machine put a cell at 4.2 robust standard
-        deviations, beyond the normal quantile's 3.5."""
+        runs of the quick suite on a shared machine put a cell beyond the normal quantile."""
         log_ratios = log_ratios[np.isfinite(log_ratios)]
         spread, cells = stats.robust_spread(log_ratios), len(log_ratios)
         if cells < MIN_CELLS_FOR_NOISE:
@@ -105,6 +108,8 @@ def _status_verdict(row, comparison):
     base, new = row.status_base, row.status_new
     if pd.isna(base) or pd.isna(new):
         return ("only in NEW" if pd.isna(base) else "only in BASE"), False
+    if SKIPPED in (base, new):
+        return ("" if new == base else f"{base} -> {new}"), False
     if base == "ok" and new == "timeout":
         quiet = comparison.machine.floor <= comparison.threshold
         return ("timed out" if quiet else "timed out (within noise)"), quiet

@@ -15,17 +15,24 @@ import warnings
 
 import torch
 
-from .autotune.signature import signature
+from .blind_spots import product_scope
+from .signature import signature
 from .errors import UnsupportedError, translate_missing_rules
 from .model_form import model_form
+from .process_state import left_as_found
 from .validation import (
     check_batch_tangents,
     check_func,
     check_model_form,
     check_params,
     check_tangents,
+    keyed,
+    param_keys,
 )
 from .workarounds import WorkaroundWarning, workaround_for
+
+
+PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
 
 
 def model_closure(model, x, form=None):
@@ -47,12 +54,18 @@ def model_closure(model, x, form=None):
     random_state = one_random_state(model) if model.training else None
 
     current_form = (lambda: form) if form is not None else (lambda: model_form(model))
+    traced_call = buffers_protected_call(model, x)  # under torch.compile, which cannot trace a form's snapshot
+
+    def call(replacements):
+        if torch.compiler.is_compiling():
+            return traced_call()  # call_with substitutes the params there: no replacements
+        return current_form().call(model, x, replacements)
 
     def call_model(replacements=None):
         if random_state is None:
-            return current_form().call(model, x, replacements)
+            return call(replacements)
         with random_state():
-            return current_form().call(model, x, replacements)
+            return call(replacements)
 
     call_model.trainable_params = lambda: current_form().swappable_params
     call_model.model_form = current_form
@@ -92,24 +105,28 @@ def one_random_state(model):
 
 
 def _finish(results, create_graph):
-    """A strategy's results as documented: a tensor, or a list of tensors (strategies may return any
-    sequence), detached unless create_graph."""
+    """A strategy's results as documented: a tensor, or a list of dense tensors (strategies may return any
+    sequence; autograd gives nn.Embedding(sparse=True) sparse gradients), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
         return results if create_graph or not results.requires_grad else results.detach()
+    results = [r.to_dense() if r.is_sparse else r for r in results]
     return [r if create_graph or not r.requires_grad else r.detach() for r in results]
 
 
 class Strategy(abc.ABC):
     """One way of computing J v, vᵀJ and J for ``func``, a zero-argument closure over ``params``.
 
-    Subclasses set ``name`` and implement the five products below; they receive params as a
-    tuple, JVP tangents as a tuple matching params (batches with the batch dimension first),
-    and VJP cotangents raw, to check with ``check_cotangent`` once they know func()'s output.
+    Subclasses set ``name``, implement the five products below and declare what they refuse in
+    ``unsupported`` (gvp_bench.support); they receive params as a tuple, JVP tangents as a tuple
+    matching params (batches with the batch dimension first), and VJP cotangents raw, to check with
+    ``check_cotangent`` once they know func()'s output. gvp_bench.kit gathers what they need.
     """
 
     name = None
+    unsupported = ()  # what it refuses: gvp_bench.support.Unsupported declarations, read by the conformance harness
     last_workarounds = ()  # the workarounds the latest call needed, by name
     costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
+    records_on_second_call = False  # True where the second call per workload records a CUDA graph (cuda_graphs)
 
     # The products a strategy implements, on checked arguments.
 
@@ -133,32 +150,41 @@ class Strategy(abc.ABC):
     def _full_jacobian(self, func, params, create_graph):
         """A sequence matching params of (output numel, *param shape) tensors."""
 
+    def implementation(self, product):
+        """The bound method that computes ``product`` on checked arguments, ``_<product>``: no validation,
+        no workarounds, no error translation. For a strategy that builds on another one's products."""
+        if product not in PRODUCTS:
+            raise ValueError(f"unknown product {product!r}; valid products: {', '.join(PRODUCTS)}")
+        return getattr(self, f"_{product}")
+
     def compute(self, product, func, params, *args):
         """Run the product ``_<product>`` on checked arguments, with the workarounds it needs.
 
         torch's missing-formula errors become UnsupportedError; when the operator named has a
         scoped workaround (gvp_bench.workarounds), the product is run again inside it. The
         workarounds a workload needed are remembered under its signature (see
-        gvp_bench.autotune.signature), so later calls start inside them instead of failing
-        first; the signature (2-4 µs) is only taken once some workload of this strategy has
-        needed a workaround.
+        gvp_bench.signature), so later calls start inside them instead of failing
+        first; the signature (a few microseconds) is only taken once some workload of this strategy
+        has needed a workaround. Each attempt leaves the process state as it found it, however it ends
+        (gvp_bench.process_state): a failed attempt cannot break the retry, nor any later call.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
         needed = list(remembered.get(key, ()))
-        while True:
-            try:
-                with contextlib.ExitStack() if needed else contextlib.nullcontext() as scope:
-                    for workaround in needed:
-                        scope.enter_context(workaround.context())
-                    with translate_missing_rules(self.name):
-                        result = getattr(self, f"_{product}")(func, params, *args)
-                break
-            except UnsupportedError as error:
-                workaround = workaround_for(error.operator)
-                if workaround is None or workaround in needed:
-                    raise
-                needed.append(workaround)
+        with product_scope(self.name, product, params):
+            while True:
+                try:
+                    with left_as_found(), contextlib.ExitStack() if needed else contextlib.nullcontext() as scope:
+                        for workaround in needed:
+                            scope.enter_context(workaround.context())
+                        with translate_missing_rules(self.name):
+                            result = getattr(self, f"_{product}")(func, params, *args)
+                    break
+                except UnsupportedError as error:
+                    workaround = workaround_for(error.operator)
+                    if workaround is None or workaround in needed:
+                        raise
+                    needed.append(workaround)
         if needed:
             remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
         self.last_workarounds = tuple(w.name for w in needed)
@@ -172,19 +198,24 @@ class Strategy(abc.ABC):
     def jvp(self, func, params, v, create_graph=False):
         """J v for func at params; a tensor shaped like func()'s output."""
         check_func(func)
-        return self._checked_jvp(func, check_params(params), v, create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return self._checked_jvp(func, params, v, create_graph, keys)
 
-    def _checked_jvp(self, func, params, v, create_graph):
-        tangents = check_tangents(v, params)
+    def _checked_jvp(self, func, params, v, create_graph, keys=None):
+        tangents = check_tangents(v, params, keys=keys)
         return _finish(self.compute("jvp", func, params, tangents, create_graph), create_graph)
 
     def vjp(self, func, params, v, create_graph=False):
-        """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor."""
+        """vᵀJ for func at params: a list matching params, or a tensor when params holds one tensor;
+        a dict under the same keys when params is a dict."""
         check_func(func)
-        return self._checked_vjp(func, check_params(params), v, create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return self._checked_vjp(func, params, v, create_graph, keys)
 
-    def _checked_vjp(self, func, params, v, create_graph):
+    def _checked_vjp(self, func, params, v, create_graph, keys=None):
         grads = _finish(self.compute("vjp", func, params, v, create_graph), create_graph)
+        if keys is not None:
+            return keyed(grads, keys)
         return grads[0] if len(params) == 1 else grads
 
     def model_jvp(self, model, x, v, create_graph=False):
@@ -200,21 +231,45 @@ class Strategy(abc.ABC):
     def batch_jvp(self, func, params, vs, create_graph=False):
         """J v for each vector of the batch vs; a (batch, *output shape) tensor."""
         check_func(func)
-        params = check_params(params)
-        tangents = check_batch_tangents(vs, params)
+        keys, params = param_keys(params), check_params(params)
+        tangents = check_batch_tangents(vs, params, keys=keys)
         return _finish(self.compute("batch_jvp", func, params, tangents, create_graph), create_graph)
 
     def batch_vjp(self, func, params, vs, create_graph=False):
-        """vᵀJ for each row of vs; a list matching params of (batch, *param shape) tensors."""
+        """vᵀJ for each row of vs; a list matching params (a dict under its keys) of (batch, *param shape) tensors."""
         check_func(func)
-        params = check_params(params)
-        return _finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return keyed(_finish(self.compute("batch_vjp", func, params, vs, create_graph), create_graph), keys)
 
     def full_jacobian(self, func, params, create_graph=False):
-        """J as a list matching params of (output numel, *param shape) tensors."""
+        """J as a list matching params (a dict under its keys) of (output numel, *param shape) tensors."""
         check_func(func)
-        params = check_params(params)
-        return _finish(self.compute("full_jacobian", func, params, create_graph), create_graph)
+        keys, params = param_keys(params), check_params(params)
+        return keyed(_finish(self.compute("full_jacobian", func, params, create_graph), create_graph), keys)
+
+    def release(self):
+        """Free what the strategy keeps per workload between calls (compiled graphs, CUDA graphs and their memory
+        pools); later calls build it again. The benchmark runner calls it after each cell."""
 
     def __repr__(self):
         return f"<gvp_bench strategy {self.name!r}>"
+
+
+def _delegated(product):
+    def implementation(self, func, params, *args):
+        return self.delegate(product, func, params, *args)
+
+    implementation.__name__ = implementation.__qualname__ = f"_{product}"
+    implementation.__doc__ = f"{product}, handed to :meth:`Delegating.delegate`."
+    return implementation
+
+
+class Delegating(Strategy):
+    """A strategy whose five products all go through one method, :meth:`delegate` (``auto`` hands them
+    to the strategy it chooses, ``compiled`` to a compiled product)."""
+
+    _jvp, _vjp, _batch_jvp, _batch_vjp, _full_jacobian = map(_delegated, PRODUCTS)
+
+    @abc.abstractmethod
+    def delegate(self, product, func, params, *args):
+        """``product`` (one of PRODUCTS) on checked arguments; args as the product's ``_<product>`` takes them."""

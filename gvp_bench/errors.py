@@ -27,9 +27,22 @@ _MISSING_RULES = [
     (re.compile(r"(custom autograd.Function)s? to use it with forward mode AD"), "defines no jvp"),
     (re.compile(r"In order to use an (autograd.Function) with functorch transforms"),
      "does not support torch.func transforms (it needs a setup_context staticmethod)"),
+    (re.compile(r"Could not run '([\w:]+)' with arguments from the 'Sparse"), "has no kernel for sparse gradients"),
+    (re.compile(r"(\w+) is not implemented for sparse tensors"), "has no kernel for sparse gradients"),
     (re.compile(r"attempted to call in-place operation \((\S+)\) that would mutate a captured Tensor"),
      "mutates a tensor captured by func in place, which torch.func transforms forbid"),
+    (re.compile(r"torch\.func\.\{grad, vjp, jacrev, hessian\} don't yet support (saved tensor hooks)"),
+     "(a non-reentrant torch.utils.checkpoint, save_on_cpu) are not supported by torch.func's reverse mode"),
+    (re.compile(r"You are attempting to call (Tensor.requires_grad_)\(\)"),
+     "is called by func (or torch.autograd.functional inside it), which torch.func transforms forbid"),
+    # aten/src/ATen/native/cudnn/RNN.cpp: a cuDNN RNN run in eval mode keeps no reserve space for its backward
+    (re.compile(r"(cudnn RNN) backward can only be called in training mode"),
+     "has no backward pass in eval mode (cuDNN keeps its reserve space in training mode only)"),
 ]
+
+
+# Messages that name a kernel rather than an operator: the operator they stand for.
+_OPERATOR_NAMES = {"cudnn RNN": "_cudnn_rnn_backward"}
 
 
 class translate_missing_rules:
@@ -50,6 +63,6 @@ class translate_missing_rules:
         for pattern, what in _MISSING_RULES:
             match = pattern.search(message)
             if match:
-                operator = match.group(1).strip("'\".,")
+                operator = _OPERATOR_NAMES.get(match.group(1), match.group(1)).strip("'\".,")
                 raise UnsupportedError(self.strategy, f"operator {operator} {what}", operator) from error
         return False

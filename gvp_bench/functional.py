@@ -26,6 +26,7 @@ from torch.autograd.function import Function
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
+from .blind_spots import CallWatch, run_operator
 from .validation import check_output
 
 
@@ -47,6 +48,7 @@ class _Substitution(TorchFunctionMode):
         self._pairs = pairs  # (param, replacement)
         if not torch.compiler.is_compiling():
             self._replacements = {id(p): r for p, r in pairs}
+            self._watch = CallWatch([p for p, _ in pairs], [r for _, r in pairs])
 
     def _swap(self, tensor):
         if torch.compiler.is_compiling():
@@ -57,20 +59,31 @@ class _Substitution(TorchFunctionMode):
         kwargs = kwargs or {}
         if _holds_no_containers(args) and _holds_no_containers(kwargs.values()):
             # Most calls (F.linear(x, w, b), torch.tanh(h)) pass tensors and scalars alone: swapped here
-            # without pytree, which cost 13 µs a call (call_with of one torch.tanh: 20.1 against 6.6 µs,
-            # one thread of a 2-core Xeon, torch 2.14); 0.15-0.35 ms of a model_jvp of the zoo's medium MLP.
+            # without pytree, whose flattening of the arguments costs more than the operator on small tensors.
             swap = self._swap
-            return func(*[swap(a) if isinstance(a, torch.Tensor) else a for a in args],
-                        **{k: swap(a) if isinstance(a, torch.Tensor) else a for k, a in kwargs.items()})
-        args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs))
-        return func(*args, **kwargs)
+            args = [swap(a) if isinstance(a, torch.Tensor) else a for a in args]
+            kwargs = {k: swap(a) if isinstance(a, torch.Tensor) else a for k, a in kwargs.items()}
+            inputs = (*args, *kwargs.values())
+        else:
+            args, kwargs = tree_map_only(torch.Tensor, self._swap, (args, kwargs))
+            inputs = tree_flatten((args, kwargs))[0]
+        if torch.compiler.is_compiling():
+            return run_operator(func, args, kwargs)
+        watch = self._watch
+        for tensor in inputs:
+            if isinstance(tensor, torch.Tensor):
+                watch.check_input(tensor)
+        output = run_operator(func, args, kwargs)
+        watch.made(output)
+        return output
 
     def __enter__(self):
         self._apply_scope = contextlib.ExitStack()
         if not torch.compiler.is_compiling():
             swap = self._swap
             self._apply_scope.enter_context(
-                _function_apply_wrapped(lambda cls, args, kwargs: tree_map_only(torch.Tensor, swap, (args, kwargs))))
+                _function_apply_wrapped(lambda cls, args, kwargs: tree_map_only(torch.Tensor, swap, (args, kwargs)),
+                                        after=self._watch.made))
         return super().__enter__()
 
     def __exit__(self, *exc_info):
@@ -79,14 +92,18 @@ class _Substitution(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def _function_apply_wrapped(before):
+def _function_apply_wrapped(before, after=None):
     """Custom ``Function.apply(*args, **kwargs)`` calls go through ``before(cls, args, kwargs)``, which
-    returns the (args, kwargs) to apply, for the duration of the block."""
+    returns the (args, kwargs) to apply, and their outputs through ``after`` (when given), for the duration
+    of the block."""
     original_apply = Function.__dict__["apply"]
 
     def apply_through(cls, *args, **kwargs):
         args, kwargs = before(cls, args, kwargs)
-        return original_apply.__get__(None, cls)(*args, **kwargs)
+        output = original_apply.__get__(None, cls)(*args, **kwargs)
+        if after is not None:
+            after(output)
+        return output
 
     Function.apply = classmethod(apply_through)
     try:
@@ -114,6 +131,15 @@ def custom_functions_given_params(func, params):
 
 def _same_tensors(these, those):
     return len(these) == len(those) and all(map(operator.is_, these, those))
+
+
+def look_through_substitution(func, params):
+    """One call of func under the substitution (by detached copies), without a graph, leaving the random state
+    as it was: the eager check of what a substitution cannot see (gvp_bench.blind_spots.CallWatch), for the
+    compiled strategies, whose substitution is traced."""
+    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        call_with(func, params, [p.detach() for p in params])
 
 
 def call_with(func, params, replacements):

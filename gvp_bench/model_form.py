@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
 
+from .blind_spots import check_distinct_storage, check_supported_dtype
 from .linear_rule import large_linear_layers
 
 # Forwards that update their module's buffers only in train mode.
@@ -83,6 +84,12 @@ def _keeps_elsewhere(param_ids):
     return keeps
 
 
+def _embedding_needing_substitution(module):
+    """An nn.Embedding with padding rows or sparse gradients, which gvp_bench.blind_spots.run_operator
+    differentiates as reverse mode does inside the substitution mode only."""
+    return isinstance(module, nn.Embedding) and (module.padding_idx is not None or module.sparse)
+
+
 class ModelForm:
     """What model_jvp and model_vjp need of a module, valid while its snapshot matches."""
 
@@ -105,11 +112,17 @@ class ModelForm:
                     self.buffer_slots.append((module._buffers, key, buffers.setdefault(id(b), len(buffers))))
         by_id = {id(t): t for m in modules for t in (*m._parameters.values(), *m._buffers.values())}
         self.params = tuple(by_id[i] for i in params)  # the params model_jvp differentiates with respect to
+        for index, param in enumerate(self.params):  # as check_params would (a form that raises is not kept)
+            check_supported_dtype(f"params[{index}]", param)
+        check_distinct_storage(self.params)
         self.updatable = tuple(by_id[i] for i in buffers)
         self.large_linears = large_linear_layers(self.snapshot.modules)  # for forward_dual's constant-input rule
         # The params call() can replace: none where a module also keeps a param elsewhere than in its parameter
-        # dict (an attribute, or in a list, tuple or dict), which swapping would miss; callers substitute then.
-        self.swappable_params = () if any(map(_keeps_elsewhere(params), modules)) else self.params
+        # dict (an attribute, or in a list, tuple or dict), which swapping would miss, or that needs what only the
+        # substitution mode does (an embedding's padding rows and sparse gradients: blind_spots.run_operator); callers
+        # substitute then.
+        substitute = any(map(_keeps_elsewhere(params), modules)) or any(map(_embedding_needing_substitution, modules))
+        self.swappable_params = () if substitute else self.params
 
     def matches(self):
         return self.snapshot.still_holds()

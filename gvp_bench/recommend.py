@@ -1,15 +1,20 @@
 """``gvp-bench recommend``: the strategies for one workload, fastest first, from measured results.
 
-The workload is an op and a model, and optionally a size, device, dtype and k. When the results
-hold no measurement of exactly that, the nearest measured workload of the same op and model is
-used, and said: the same device first, then the nearest size (in the zoo's order), the nearest k
-(by ratio), the same dtype; among equals, the one where most strategies ran, then the larger
-size and k (where the choice matters more), then the latest. The strategies that ran are ranked
-by median time; ``auto`` is shown against the best but not ranked (it hands each call to one of
-the others), and so are the hand-written torch calls (what the technique costs without
-gvp-bench's wrapper) and the JAX side-by-side rows (what JAX would take; not a PyTorch strategy
-to use); those that did not run are listed with why. When the top two's samples overlap,
-they are within noise of each other, and the recommendation says so.
+The workload is an op and a model, and optionally a size, device, dtype and k. It never
+extrapolates across a device or a size: results of another device, or of another size than the
+one asked, answer nothing (a ValueError says what was measured). The size defaults to the
+largest measured for the op, model and device. Within that device and size, the nearest k (by
+ratio) and the same dtype are preferred, and a difference is said; among equals, the workload
+where most strategies ran, then the larger k (where the choice matters more), then the latest.
+
+The strategies that ran are ranked by median time; ``auto`` is shown against the best but not
+ranked (it hands each call to one of the others), and so are the hand-written torch calls (what
+the technique costs without gvp-bench's wrapper) and the JAX side-by-side rows (what JAX would
+take; not a PyTorch strategy to use); those that did not run are listed with why. The
+recommendation leads with the fastest strategy that does not compile, unless compiling is
+allowed: a faster compiling one (``costly_first_call``) is mentioned with what its first call
+cost and after how many calls it pays for it. When the top two's samples overlap, they are
+within noise of each other, and the recommendation says so.
 """
 
 import math
@@ -21,13 +26,16 @@ from . import stats, units
 from .measurements import AUTO, compiling, is_jax, is_raw, rankable, samples, workload
 from .zoo import SIZES
 
-FIELDS = ("size", "device", "dtype", "k")  # what may differ from the request
+FIELDS = ("size", "device", "dtype", "k")  # what is reported of the workload used
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass
 class Recommendation:
     request: dict          # op, model and the FIELDS as asked (None: any)
     cells: pd.DataFrame    # the cells of the workload used: ran (fastest first), auto, did not run
+    allow_compile: bool = False  # whether a strategy that compiles on its first call may lead
 
     @property
     def used(self):
@@ -40,6 +48,14 @@ class Recommendation:
         return rankable(self.cells[self.cells.status == "ok"])
 
     @property
+    def eligible(self):
+        """The ranked strategies the recommendation may lead with: those that do not compile, unless
+        compiling is allowed (or every strategy that ran compiles)."""
+        ranked = self.ranked
+        eager = ranked[~compiling(ranked)]
+        return ranked if self.allow_compile or not len(eager) else eager
+
+    @property
     def jax(self):
         """The JAX side-by-side rows that ran, fastest first: shown, never recommended."""
         return self.cells[(self.cells.status == "ok") & is_jax(self.cells)]
@@ -47,16 +63,8 @@ class Recommendation:
     @property
     def within_noise(self):
         """Whether the top two's samples overlap."""
-        ranked = self.ranked
+        ranked = self.eligible
         return len(ranked) > 1 and stats.overlap(samples(ranked.iloc[0]), samples(ranked.iloc[1]))
-
-
-def _size_distance(asked, measured):
-    if asked is None or asked == measured:
-        return 0
-    if asked in SIZES and measured in SIZES:
-        return abs(SIZES.index(asked) - SIZES.index(measured))
-    return len(SIZES)
 
 
 def _k_distance(asked, measured):
@@ -66,34 +74,72 @@ def _k_distance(asked, measured):
 
 
 def _preference(group, request):
-    """How far a measured workload is from the request, then how useful it is; smaller is better."""
+    """How far a measured workload of the right device and size is from the request, then how useful it
+    is; smaller is better."""
     first = group.iloc[0]
-    return ((request["device"] is not None and first.device != request["device"]),
-            _size_distance(request["size"], first["size"]),
-            _k_distance(request["k"], first.k),
+    return (_k_distance(request["k"], first.k),
             (request["dtype"] is not None and first.dtype != request["dtype"]),
             -int((group.status == "ok").sum()),
-            -(SIZES.index(first["size"]) if first["size"] in SIZES else -1),
             -(0 if pd.isna(first.k) else first.k),
             -pd.Timestamp(group.measured_at.max()).timestamp())
 
 
-def recommend(cells, op, model, size=None, device=None, dtype=None, k=None):
-    """Rank the strategies for ``op`` on ``model`` from ``cells`` (:func:`gvp_bench.measurements.load_cells`)."""
+def _size_order(size):
+    """Sizes from smallest to largest: by tier; within a tier, the variants with another input batch
+    (medium-b4) before the tier itself."""
+    tier, _, batch = size.partition("-b")
+    return (SIZES.index(tier) if tier in SIZES else -1, not batch, int(batch) if batch.isdigit() else 0)
+
+
+def _check(request):
+    """ValueError naming the argument and the valid values for a dtype, device or size that is none."""
+    for name, valid in (("dtype", DTYPES), ("device", DEVICES)):
+        if request[name] is not None and request[name] not in valid:
+            raise ValueError(f"--{name}: unknown {name} {request[name]!r}; valid: {', '.join(valid)}")
+    size = request["size"]
+    if size is not None:
+        tier, marker, batch = size.partition("-b")
+        if tier not in SIZES or (marker and not batch.isdigit()):
+            raise ValueError(f"--size: unknown size {size!r}; valid: {', '.join(SIZES)} "
+                             "(or a size with another input batch, such as medium-b4)")
+    if request["k"] is not None and request["k"] < 1:
+        raise ValueError(f"--k: the vectors per call must be a positive int; got {request['k']}")
+
+
+def recommend(cells, op, model, size=None, device=None, dtype=None, k=None, allow_compile=False):
+    """Rank the strategies for ``op`` on ``model`` from ``cells`` (:func:`gvp_bench.measurements.load_cells`).
+
+    ValueError when the arguments name no valid size, dtype or device, or when nothing was measured for
+    the op and model on that device at that size (default: the largest measured there)."""
     request = dict(op=op, model=model, size=size, device=device, dtype=dtype, k=k)
+    _check(request)
     candidates = cells[(cells.op == op) & (cells.model == model)]
     if not len(candidates):
         ops = sorted(set(cells[cells.model == model].op))
         models = sorted(set(cells[cells.op == op].model))
         raise ValueError(f"no measurement of {op} on {model}; measured for {model}: {', '.join(ops) or 'nothing'}; "
                          f"models measured for {op}: {', '.join(models) or 'none'}")
+    if device is not None:
+        measured = sorted(set(candidates.device))
+        candidates = candidates[candidates.device == device]
+        if not len(candidates):
+            raise ValueError(f"no measurement of {op} on {model} on {device}: measured on {', '.join(measured)} "
+                             f"only, which says nothing about {device} (pass --device {measured[0]} to see it)")
+    sizes = sorted(set(candidates["size"]), key=_size_order)
+    if size is None:
+        size = sizes[-1]
+    elif size not in sizes:
+        raise ValueError(f"no measurement of {op} on {model} at size {size}"
+                         + (f" on {device}" if device else "") + f": measured at {', '.join(sizes)} only, which "
+                         f"says nothing about {size} (pass --size {sizes[-1]} to see the largest)")
+    candidates = candidates[candidates["size"] == size]
     groups = [group for _, group in candidates.groupby(["machine", *FIELDS], dropna=False)]
     chosen = min(groups, key=lambda group: _preference(group, request))
     ok = chosen[chosen.status == "ok"]
     order = [rankable(ok).sort_values("median_s"), ok[ok.strategy == AUTO], ok[is_raw(ok)].sort_values("median_s"),
              ok[is_jax(ok)].sort_values("median_s"),
              chosen[chosen.status != "ok"].sort_values("strategy")]
-    return Recommendation(request, pd.concat(order).reset_index(drop=True))
+    return Recommendation(request, pd.concat(order).reset_index(drop=True), allow_compile)
 
 
 def _differences(recommendation):
@@ -135,7 +181,7 @@ def render(recommendation):
     lines.append(f"No exact measurement; using the nearest measured workload, {measured}: {'; '.join(differences)}."
                  if differences else f"Measured workload: {measured}.")
     lines += ["", _table(recommendation).to_markdown(index=False, tablefmt="simple"), ""]
-    ranked = recommendation.ranked
+    ranked = recommendation.eligible
     if not len(ranked):
         lines.append("No strategy ran this workload: nothing to recommend.")
         return "\n".join(lines)
@@ -158,29 +204,46 @@ def render(recommendation):
         second = ranked.iloc[1]
         lines.append(f"The runner-up, {second.strategy}, is {units.ratio(second.median_s / best.median_s)} slower, "
                      "beyond noise.")
-    lines += _compiling_note(ranked)
+    lines += _compiling_note(recommendation.ranked, best)
     for row in recommendation.jax.itertuples():
         lines.append(f"JAX side by side (not a PyTorch strategy): {row.strategy} takes {units.seconds(row.median_s)}, "
                      f"{units.ratio(row.median_s / best.median_s)} the time of {best.strategy}.")
     return "\n".join(lines)
 
 
-def _compiling_note(ranked):
-    """Where the best compiles on its first call: what that call cost, and after how many calls it pays
-    for itself against the fastest strategy that does not compile."""
-    compiles = compiling(ranked)
-    best, eager = ranked.iloc[0], ranked[~compiles]
-    if not compiles.iloc[0] or not len(eager):
-        return []
-    other = eager.iloc[0]
-    first = best.get("first_call_s")
+def _pays_off(compiled, other):
+    """What compiling cost in ``compiled``'s first call, and after how many calls it pays for it against
+    ``other``, which does not compile: (text, calls), calls None where it does not pay off."""
+    first = compiled.get("first_call_s")
     if pd.isna(first):
-        return [f"{best.strategy} compiles on its first call per workload (seconds; this file did not time it); "
-                f"{other.strategy}, the fastest that does not, takes {units.seconds(other.median_s)} per call."]
+        return "its first call per workload compiles (seconds; this run did not time it)", None
     other_first = other.get("first_call_s")
     extra = first - (0.0 if pd.isna(other_first) else other_first)  # what compiling added to the first call
-    calls = max(math.ceil(extra / (other.median_s - best.median_s)), 1)
-    return [f"{best.strategy}'s first call in that run took {units.seconds(first)} (where it compiles, unless an "
-            f"earlier cell had compiled the same graph): against "
-            f"{other.strategy}, the fastest that does not compile ({units.seconds(other.median_s)} per call), it "
-            f"pays for it after about {calls:,} calls in one process."]
+    gain = other.median_s - compiled.median_s
+    calls = max(math.ceil(extra / gain), 1) if gain > 0 else None
+    text = (f"its first call in that run took {units.seconds(first)} (where it compiles, unless an earlier cell had "
+            "compiled the same graph)")
+    return text, calls
+
+
+def _compiling_note(ranked, best):
+    """The compiling strategy faster than ``best`` (when it leads: against the fastest that does not compile):
+    its first call's cost and after how many calls in one process it pays for it."""
+    compiles = compiling(ranked)
+    eager, compiled = ranked[~compiles], ranked[compiles]
+    if not len(eager) or not len(compiled):
+        return []
+    if compiling(ranked.loc[[best.name]]).iloc[0]:
+        other = eager.iloc[0]
+        cost, calls = _pays_off(best, other)
+        pays = f", it pays for it after about {calls:,} calls in one process" if calls else ""
+        return [f"{best.strategy}: {cost}; against {other.strategy}, the fastest that does not compile "
+                f"({units.seconds(other.median_s)} per call){pays}."]
+    fastest = compiled.iloc[0]
+    if fastest.median_s >= best.median_s:
+        return []
+    cost, calls = _pays_off(fastest, best)
+    pays = f"; it pays for that after about {calls:,} calls in one process" if calls else ""
+    return [f"Compiling is faster: {fastest.strategy} takes {units.seconds(fastest.median_s)} per call "
+            f"({units.ratio(fastest.median_s / best.median_s)} the time of {best.strategy}), but {cost}{pays}. "
+            "Pass --allow-compile to lead with it."]

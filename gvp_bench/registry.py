@@ -77,6 +77,13 @@ def get_strategy(name, **options):
     return _default_instances[name]
 
 
+def release_all():
+    """Release what every strategy built by name keeps per workload (``Strategy.release``): the benchmark runner
+    calls it after each cell, so that auto's choices release theirs too."""
+    for strategy in list(_default_instances.values()):
+        strategy.release()
+
+
 def _build(name, options):
     strategy = _factories[name](**options)
     if not isinstance(strategy, Strategy):

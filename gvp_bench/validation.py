@@ -8,6 +8,7 @@ cotangents shaped like the output, batches with the batch dimension first.
 import torch
 from torch import nn
 
+from .blind_spots import check_distinct_storage, check_supported_dtype
 from .model_form import model_form
 
 
@@ -18,20 +19,58 @@ def check_func(func):
 
 
 def check_params(params):
-    if isinstance(params, torch.Tensor) or not isinstance(params, (list, tuple)):
-        raise TypeError(f"params must be a list or tuple of tensors, got {type(params).__name__}")
-    if len(params) == 0:
-        raise ValueError("params must hold at least one tensor, got an empty sequence")
+    """params as a tuple of tensors: from a list or tuple, or from a dict of named tensors (as
+    ``dict(model.named_parameters())``, the form torch.func takes), in the dict's order."""
+    if isinstance(params, dict):
+        names, values = [f"params[{key!r}]" for key in params], tuple(params.values())
+        if not all(isinstance(key, str) for key in params):
+            raise TypeError("params as a dict must have string keys (parameter names), "
+                            f"got {', '.join(sorted({type(key).__name__ for key in params}))}")
+    elif isinstance(params, (list, tuple)):
+        names, values = [f"params[{index}]" for index in range(len(params))], tuple(params)
+    else:
+        raise TypeError(f"params must be a list, tuple or dict of tensors, got {type(params).__name__}")
+    if len(values) == 0:
+        raise ValueError(f"params must hold at least one tensor, got an empty {type(params).__name__}")
     seen = {}
-    for index, param in enumerate(params):
+    for name, param in zip(names, values):
         if not isinstance(param, torch.Tensor):
-            raise TypeError(f"params[{index}] must be a tensor, got {type(param).__name__}")
+            raise TypeError(f"{name} must be a tensor, got {type(param).__name__}")
         if not param.is_floating_point():
-            raise TypeError(f"params[{index}] must be a floating-point tensor, got dtype {param.dtype}")
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {param.dtype}")
+        check_supported_dtype(name, param)
         if id(param) in seen:
-            raise ValueError(f"params[{index}] is the same tensor as params[{seen[id(param)]}]; pass each tensor once")
-        seen[id(param)] = index
-    return tuple(params)
+            raise ValueError(f"{name} is the same tensor as {seen[id(param)]}; pass each tensor once")
+        seen[id(param)] = name
+    check_distinct_storage(values)
+    return values
+
+
+def param_keys(params):
+    """The names of dict params (results come back keyed by them), None for a list or tuple."""
+    return list(params) if isinstance(params, dict) else None
+
+
+def keyed(results, keys):
+    """Results matching params, as a dict under ``keys`` when params was a dict, else as they are."""
+    return results if keys is None else dict(zip(keys, results))
+
+
+def _labels(vectors, params, name, keys):
+    """How errors name each vector of a list or dict of them: ``v[0]``, or ``v['weight']``."""
+    return [f"{name}[{key!r}]" for key in (keys if isinstance(vectors, dict) and keys else range(len(params)))]
+
+
+def _unkeyed(vectors, keys, name):
+    """Tangents given as a dict: a list in the order of the params' keys, which they must match."""
+    if keys is None:
+        raise TypeError(f"{name} is a dict, but params is not: pass {name} as a dict only with params as a dict")
+    if set(vectors) != set(keys):
+        missing, extra = [k for k in keys if k not in vectors], [k for k in vectors if k not in keys]
+        raise ValueError(f"{name} must have the keys of params; " + "; ".join(
+            part for part in (f"missing {missing}" if missing else "", f"not in params {extra}" if extra else "")
+            if part))
+    return [vectors[key] for key in keys]
 
 
 def check_output(output):
@@ -40,6 +79,7 @@ def check_output(output):
         raise TypeError(f"func must return a tensor, got {type(output).__name__}")
     if not output.is_floating_point():
         raise TypeError(f"func must return a floating-point tensor, got dtype {output.dtype}")
+    check_supported_dtype("func's output", output)
     return output
 
 
@@ -94,12 +134,16 @@ def _expected_forms(params, batch):
     return ", ".join(forms[:-1]) + " or " + forms[-1]
 
 
-def check_tangents(v, params, name="v"):
-    """v for a JVP: one tensor for one param, a list matching params, or a flat vector."""
+def check_tangents(v, params, name="v", keys=None):
+    """v for a JVP: one tensor for one param, a list matching params, a dict with the keys of dict params
+    (``keys``), or a flat vector."""
+    labels = _labels(v, params, name, keys)
+    if isinstance(v, dict):
+        v = _unkeyed(v, keys, name)
     if isinstance(v, (list, tuple)):
         if len(v) != len(params):
             raise ValueError(f"{name} must hold one tensor per param ({len(params)}), got {len(v)}")
-        return tuple(_check_like(f"{name}[{i}]", t, p, p.shape) for i, (t, p) in enumerate(zip(v, params)))
+        return tuple(_check_like(label, t, p, p.shape) for label, t, p in zip(labels, v, params))
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(v).__name__}")
     if len(params) == 1 and tuple(v.shape) == tuple(params[0].shape):
@@ -109,14 +153,16 @@ def check_tangents(v, params, name="v"):
     raise ValueError(f"{name} must be {_expected_forms(params, batch=False)}; got a tensor of shape {tuple(v.shape)}")
 
 
-def check_batch_tangents(vs, params, name="vs"):
+def check_batch_tangents(vs, params, name="vs", keys=None):
     """vs for a batch of JVPs: the forms of check_tangents with a batch dimension first."""
+    labels = _labels(vs, params, name, keys)
+    if isinstance(vs, dict):
+        vs = _unkeyed(vs, keys, name)
     if isinstance(vs, (list, tuple)):
         if len(vs) != len(params):
             raise ValueError(f"{name} must hold one tensor per param ({len(params)}), got {len(vs)}")
         batch = _batch_size(name, vs)
-        return tuple(_check_like(f"{name}[{i}]", t, p, (batch,) + tuple(p.shape))
-                     for i, (t, p) in enumerate(zip(vs, params)))
+        return tuple(_check_like(label, t, p, (batch,) + tuple(p.shape)) for label, t, p in zip(labels, vs, params))
     if not isinstance(vs, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or a list of tensors, got {type(vs).__name__}")
     if vs.dim() == 0:

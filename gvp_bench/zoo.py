@@ -50,13 +50,18 @@ class ZooModel:
     def flops(self):
         """Forward FLOPs as torch.utils.flop_counter counts them, on the unfused paths (fused
         attention and RNN kernels are invisible to the counter); None where it counts nothing."""
+        return self.forward_costs()[1]
+
+    def forward_costs(self):
+        """The output size and the forward FLOPs (see :attr:`flops`), from one forward pass; on the meta
+        device (``build(..., device="meta")``) that pass computes shapes only."""
         counter = FlopCounterMode(display=False)
         with contextlib.ExitStack() as unfused:
             for workaround in WORKAROUNDS:
                 unfused.enter_context(workaround.context())
             with torch.no_grad(), counter:
-                self.func()()
-        return counter.get_total_flops() or None
+                output = self.func()()
+        return output.numel(), counter.get_total_flops() or None
 
 
 @dataclass(frozen=True)
@@ -236,8 +241,8 @@ def _embedding(generator, vocabulary, width, length, batch):
 
 
 class _Scalar5(nn.Module):
-    """Seed 002's f(x0..x4) = x0² + x1³ + x2⁴ + x3⁵ + x4⁶ at (x0 + r, x1..x4) for each r of a range:
-    the Jacobian with respect to x is that user's batched gradient table."""
+    """f(x0..x4) = x0² + x1³ + x2⁴ + x3⁵ + x4⁶ at (x0 + r, x1..x4) for each r of a range: the Jacobian
+    with respect to x is a table of gradients, one per point of the range."""
 
     def __init__(self):
         super().__init__()
@@ -248,14 +253,14 @@ class _Scalar5(nn.Module):
         return x0 ** 2 + self.x[1] ** 3 + self.x[2] ** 4 + self.x[3] ** 5 + self.x[4] ** 6
 
 
-@_register("scalar5", "seed 002's f: R^5 -> R over a range of its first argument", {
+@_register("scalar5", "f(x) = x0² + x1³ + x2⁴ + x3⁵ + x4⁶, R^5 -> R, over a range of its first argument", {
     "tiny": dict(points=9), "small": dict(points=100), "medium": dict(points=1000), "large": dict(points=10000)})
 def _scalar5(generator, points):
     return _Scalar5(), torch.arange(1.0, points + 1.0)
 
 
 class _Elementwise(nn.Module):
-    """sin(x) elementwise next to seed 003's exp-reducer x.exp().sum(dim=1)."""
+    """sin(x) elementwise next to the exp-reducer x.exp().sum(dim=1) of torch.autograd.functional's docs."""
 
     def __init__(self, side):
         super().__init__()

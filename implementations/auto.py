@@ -2,7 +2,7 @@
 
 On the first call with a workload signature (product, params' shapes and dtypes, device,
 vector shapes, create_graph, and what func is: its code and the shapes and module classes it
-captures; see gvp_bench.autotune.signature), auto decides, then caches the choice for the rest
+captures; see gvp_bench.signature), auto decides, then caches the choice for the rest
 of the process (like cudnn.benchmark); later calls with that signature go straight to it.
 
 Deciding:
@@ -16,15 +16,15 @@ Deciding:
    reference results in ``results/``) hold a workload near this one (same product, device and
    dtype; parameter count, output size and k each within a factor 4), auto takes the
    candidates in the order of their measured medians there (gvp_bench.autotune.measured);
-   when several were measured within 1.3x of the best, a calibration among those alone
+   when several were measured close to the best (``CLOSE``), a calibration among those alone
    settles the close call (in mode ``results``, which never times, the measured best answers).
 3. Otherwise it calibrates: it times the candidates on this very call, briefly (a warm-up
-   each, then rounds of one run each, about 30 ms per candidate at most 20 rounds), drops those
+   each, then a few rounds of one run each, within a small time budget per candidate), drops those
    that are slow, over the memory budget or unsupported, and answers with one ordinary call of
    the fastest (gvp_bench.autotune.calibration).
 
 ``GVP_BENCH_AUTO=rule`` (or ``gvp_bench.configure_auto(mode="rule")``) opts out: the fixed
-rule only, no timing, deterministic. The fixed rule (from the measurements in DESIGN.md):
+rule only, no timing, deterministic. The fixed rule (from the reference measurements):
 
 - J v: forward_dual (fastest single JVP measured on MLP and CNN, CPU and GPU), then func_vmap,
   then double_backward (reverse-mode formulas only).
@@ -36,22 +36,32 @@ rule only, no timing, deterministic. The fixed rule (from the measurements in DE
 - the full Jacobian: reverse mode (func_vmap, then jacrev_chunked) when the output has no more
   elements than the params, else forward mode (forward_dual) first.
 
-Whatever the way, a strategy that raises UnsupportedError (after its own workarounds) hands the
-call to the next one; auto raises UnsupportedError listing every reason only when all of them
-fail. ``last_choice`` names the strategy that answered the latest call, ``last_workarounds``
-what it needed, ``last_reason`` why auto chose it ("rule", "measured: ...", "calibrated: ...").
+Whatever the way, a strategy that fails hands the call to the next one: one that raises
+UnsupportedError (after its own workarounds), and one that raises anything else (a failed
+compilation, an error of the strategy's own, running out of memory), which auto also names in
+``last_reason`` and warns of (:class:`HandoverWarning`). Each attempt leaves the process state
+as it found it (gvp_bench.process_state), so a failed candidate cannot change the answer of the
+next. A strategy that failed is never remembered as the choice, and a remembered choice that
+fails is decided again. When every candidate fails, the first exception other than
+UnsupportedError propagates unchanged (when func itself raises, that is func's exception, which
+every strategy raises alike); when all were unsupported, auto raises UnsupportedError listing
+every reason. ``last_choice`` names the strategy that answered the latest call,
+``last_workarounds`` what it needed, ``last_reason`` why auto chose it ("rule", "measured: ...",
+"calibrated: ...").
 """
+
+import warnings
+
 
 import torch
 
 from gvp_bench.autotune import config, measured
 from gvp_bench.autotune.calibration import calibrate
-from gvp_bench.autotune.candidates import budget_bytes, select
-from gvp_bench.autotune.signature import measure, signature
-from gvp_bench.contract import Strategy
-from gvp_bench.errors import UnsupportedError
-from gvp_bench.functional import call_with
-from gvp_bench.registry import get_strategy, strategies
+from gvp_bench.autotune.candidates import select
+from gvp_bench.signature import measure, signature
+from gvp_bench.kit import Delegating, UnsupportedError, call_with, get_strategy
+from gvp_bench.memory import budget_bytes
+from gvp_bench.registry import strategies
 
 _BATCH_JVP = {"cuda": ("func_vmap", "forward_dual", "double_backward"),
               "cpu": ("forward_dual", "func_vmap", "double_backward")}
@@ -59,9 +69,18 @@ _BATCH_VJP = {"cuda": ("func_vmap", "double_backward", "forward_dual"),
               "cpu": ("forward_dual", "double_backward", "func_vmap")}
 _REVERSE_JACOBIAN = ("func_vmap", "jacrev_chunked", "double_backward", "forward_dual")
 _FORWARD_JACOBIAN = ("forward_dual", "func_vmap", "jacrev_chunked", "double_backward")
-# reference_loop: the slow baseline by construction; linearize: its tracing (50-70 ms a call on the 2-core CPU)
-# lost to func_vmap at every k measured, and timing it would add a tenth of a second to every calibration.
+# reference_loop: the slow baseline by construction; linearize: its tracing on every call lost to func_vmap at
+# every k measured, and timing it would make every calibration much longer.
 _NEVER_CANDIDATES = ("reference_loop", "linearize")
+
+
+class HandoverWarning(UserWarning):
+    """A candidate of auto failed with an error other than UnsupportedError, and the next one answered."""
+
+
+def _one_line(error):
+    text = str(error).strip().split("\n")[0]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _rule(op, device_type, outputs, parameters):
@@ -77,7 +96,7 @@ def _rule(op, device_type, outputs, parameters):
     return _REVERSE_JACOBIAN if outputs <= parameters else _FORWARD_JACOBIAN
 
 
-class Auto(Strategy):
+class Auto(Delegating):
     name = "auto"
 
     def __init__(self):
@@ -98,13 +117,25 @@ class Auto(Strategy):
         self.last_choice, self.last_workarounds, self.last_reason = name, strategy.last_workarounds, reason
         return result
 
-    def _first_that_can(self, names, reason, op, func, params, args):
-        reasons = []
+    def _first_that_can(self, names, reason, op, func, params, args, failed=None):
+        """The answer of the first of ``names`` that does not fail; ``failed``: name -> exception of the
+        candidates that failed already (in calibration), whose first error propagates when all fail."""
+        reasons, errors = [], dict(failed or {})
         for name in names:
             try:
-                return self._answer(name, reason, op, func, params, args)
+                result = self._answer(name, reason, op, func, params, args)
             except UnsupportedError as error:
                 reasons.append(f"{name}: {error.reason}")
+            except Exception as error:  # noqa: BLE001 - any failure of a candidate hands the call over
+                errors.setdefault(name, error)
+            else:
+                if errors:
+                    handed = ", ".join(f"{failed_name} ({_one_line(failure)})" for failed_name, failure in errors.items())
+                    self.last_reason = f"{self.last_reason}; handed over from {handed}"
+                    warnings.warn(f"gvp_bench: auto: {handed} failed; {name} answered", HandoverWarning, stacklevel=2)
+                return result
+        if errors:
+            raise next(iter(errors.values()))  # func's own exception, unchanged, when func raised it
         raise UnsupportedError(self.name, "no strategy could compute it; " + "; ".join(reasons))
 
     def compute(self, op, func, params, *args):
@@ -118,7 +149,7 @@ class Auto(Strategy):
         if choice is not None:
             try:
                 return self._answer(choice.name, choice.reason, op, func, params, args)
-            except UnsupportedError:  # another workload with the same signature: decide for it
+            except Exception:  # noqa: BLE001 - another workload with the same signature, or a failure: decide again
                 config.forget(key)
         result = self._decide(settings, op, func, params, args)
         config.remember(key, config.Choice(self.last_choice, self.last_reason))
@@ -139,40 +170,31 @@ class Auto(Strategy):
             ranking = measured.ranking(workload, settings.results, names)
             if ranking is not None:
                 close = ranking.close_calls()
+                order = list(ranking.names) + [name for name in names if name not in ranking.names]
                 if settings.calibrates and len(close) > 1:
                     outcome = calibrate({name: get_strategy(name) for name in close}, op, func, params, args, budget)
                     if outcome.winner is not None:
-                        return self._answer(outcome.winner, f"{ranking.reason}; calibrated: {outcome.summary()}",
-                                            op, func, params, args)
-                order = list(ranking.names) + [name for name in names if name not in ranking.names]
+                        timed = sorted(outcome.times, key=outcome.times.get)
+                        return self._first_that_can(timed + [name for name in order if name not in close],
+                                                    f"{ranking.reason}; calibrated: {outcome.summary()}",
+                                                    op, func, params, args)
                 return self._first_that_can(order, ranking.reason, op, func, params, args)
         if not settings.calibrates:
             return self._first_that_can(rule, "rule: no measured workload near this one", op, func, params, args)
         outcome = calibrate({name: get_strategy(name) for name in names}, op, func, params, args, budget)
-        left_out = {**left_out, **outcome.left_out, **{name: "unsupported" for name in outcome.unsupported}}
+        left_out = {**left_out, **outcome.left_out, **{name: "unsupported" for name in outcome.unsupported},
+                    **{name: f"failed: {_one_line(error)}" for name, error in outcome.failed.items()}}
         not_timed = "; not timed: " + ", ".join(f"{name} ({why})" for name, why in left_out.items()) if left_out else ""
         if outcome.winner is not None:
-            return self._answer(outcome.winner, f"calibrated: {outcome.summary()}{not_timed}", op, func, params, args)
-        fallback = [name for name in rule if name not in outcome.unsupported]
-        if not fallback:
+            timed = sorted(outcome.times, key=outcome.times.get)
+            return self._first_that_can(timed, f"calibrated: {outcome.summary()}{not_timed}", op, func, params, args)
+        fallback = [name for name in rule if name not in outcome.unsupported and name not in outcome.failed]
+        if not fallback and not outcome.failed:
             reasons = "; ".join(f"{name}: {reason}" for name, reason in outcome.unsupported.items())
             raise UnsupportedError(self.name, "no strategy could compute it; " + reasons)
         return self._first_that_can(fallback, f"rule: no candidate finished calibration{not_timed}",
-                                    op, func, params, args)
+                                    op, func, params, args, failed=outcome.failed)
 
-    # The contract's five products, all through compute.
-
-    def _jvp(self, func, params, tangents, create_graph):
-        return self.compute("jvp", func, params, tangents, create_graph)
-
-    def _vjp(self, func, params, v, create_graph):
-        return self.compute("vjp", func, params, v, create_graph)
-
-    def _batch_jvp(self, func, params, tangents, create_graph):
-        return self.compute("batch_jvp", func, params, tangents, create_graph)
-
-    def _batch_vjp(self, func, params, vs, create_graph):
-        return self.compute("batch_vjp", func, params, vs, create_graph)
-
-    def _full_jacobian(self, func, params, create_graph):
-        return self.compute("full_jacobian", func, params, create_graph)
+    def delegate(self, product, func, params, *args):
+        """A product asked for directly (``implementation``) decides as a call does: through compute."""
+        return self.compute(product, func, params, *args)

@@ -12,9 +12,8 @@ When it wins: rarely on speed; it is what many users call today, so it is measur
 import torch
 from torch.autograd import functional as autograd_functional
 
-from gvp_bench.contract import Strategy
-from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
-from gvp_bench.validation import check_batch_cotangents, check_cotangent, require_batch
+from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, EmptyOutputPadding, Strategy, as_function_of,
+                           check_batch_cotangents, check_cotangent, primals_of, require_batch)
 
 
 def _checked_against_output(func, params, v, batched):
@@ -35,6 +34,7 @@ def _checked_against_output(func, params, v, batched):
 
 class AutogradFunctional(Strategy):
     name = "autograd_functional"
+    unsupported = SUBSTITUTION_BLIND_SPOTS
 
     def _jvp(self, func, params, tangents, create_graph):
         primals = primals_of(params, create_graph)

@@ -6,17 +6,23 @@ the params and the vectors are the compiled function's arguments, so dynamo trac
 and lifts what it reads (the params, tensors its closure captures, a module's parameters and
 buffers) as inputs of the graph, with guards on their shapes, dtypes and the code of func:
 nothing is baked in, and a later call at new values gives the new answer. A compiled product is
-kept per workload signature (gvp_bench.autotune.signature: the product, shapes, dtypes, device,
+kept per workload signature (gvp_bench.signature: the product, shapes, dtypes, device,
 create_graph and what func is), each with a code object of its own, as dynamo keeps at most
 ``recompile_limit`` graphs per code object; model_jvp's closure, new on every call, has the same
 signature and reuses the compiled graph. A new shape is a new signature and compiles anew.
 
 What it refuses (UnsupportedError, with dynamo's reason): what dynamo cannot capture in one graph
-(no fallback to eager at a graph break), among them a closure that restores the random state on every call
+(no fallback to eager at a graph break), what the backend fails to compile (inductor's
+BackendCompilerFailed, as on a reentrant ``torch.utils.checkpoint``; the state the failed compilation
+left entered is put back first), among them a closure that restores the random state on every call
 (model_closure's in train mode), and a param passed straight to a custom autograd.Function (the
 substitution of params cannot follow it under torch.compile; found by one eager call of func
-before compiling). model_jvp / model_vjp in train mode set the random state once around the
-compiled product instead: its graph runs the forward once, and inductor draws random numbers as
+before compiling), a tensor computed from a param outside func and a torch.nn.utils.parametrize
+parametrization (found by one eager call of func under the substitution: compiled, it would give zeros),
+and saved-tensor hooks in func (a non-reentrant ``torch.utils.checkpoint``, found by one more eager
+call with them disabled: the compiled jvp through one answered zeros). model_jvp / model_vjp in
+train mode set the random state once around the compiled product instead: its graph runs the
+forward once, and inductor draws random numbers as
 eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):
@@ -24,9 +30,9 @@ it takes no memory budget.
 
 When it wins: repeated products at fixed shapes whose time goes on launching many small
 operators (launch-bound models on the GPU, small models on the CPU), where inductor fuses them.
-Its first call per workload compiles: 1-3 s for a tiny problem on 2 cores, 10-15 s for the first
-in a process, which starts inductor (auto never calibrates it; the benchmark records it as
-``first_call_s``).
+Its first call per workload compiles, which takes seconds, more for the first in a process, which
+starts inductor: it pays off only over many calls (auto never calibrates it unless allowed to
+compile; the benchmark records the first call as ``first_call_s``).
 """
 
 import contextlib
@@ -36,15 +42,21 @@ import types
 
 import torch
 
-from gvp_bench.autotune.signature import signature
-from gvp_bench.contract import Strategy, buffers_protected_call, one_random_state
-from gvp_bench.errors import UnsupportedError
-from gvp_bench.functional import custom_functions_given_params
-from gvp_bench.validation import check_model
-from implementations.func_vmap import FuncVmap
+from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Delegating, Unsupported, UnsupportedError,
+                           buffers_protected_call, check_model, custom_functions_given_params, get_strategy,
+                           one_random_state, signature)
+from gvp_bench.blind_spots import parametrizations_refused
+from gvp_bench.functional import look_through_substitution
+from gvp_bench.process_state import left_as_found
 
-# All rows at once: a chunk size chosen from the free memory on every call cannot live inside a graph
-_EAGER = FuncVmap(chunk_size=None)
+NO_SECOND_ORDER = ("create_graph=True: torch.compile's graphs can be differentiated once, not twice "
+                   "(aot_autograd has no double backward), and second-order products need that")
+
+
+def _eager():
+    """The eager products compiled: func_vmap's, with all rows at once (a chunk size chosen from the free
+    memory on every call cannot live inside a graph)."""
+    return get_strategy("func_vmap", chunk_size=None)
 
 
 def _with_own_code(method):
@@ -66,39 +78,94 @@ def _why(error):
     return f"{lines[0]} (in {function}, {os.path.basename(path)}:{line})"
 
 
-class Compiled(Strategy):
+_HOOKS_PROBE = "gvp_bench: compiled probes func for saved-tensor hooks"
+
+
+def _uses_saved_tensors_hooks(func, params):
+    """Whether func pushes saved-tensor hooks (a non-reentrant torch.utils.checkpoint, save_on_cpu), by one call
+    of func with them disabled, leaving the random state as it was. func's own errors are left to the product."""
+    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    try:
+        with torch.random.fork_rng(devices=devices), torch.autograd.graph.disable_saved_tensors_hooks(_HOOKS_PROBE):
+            func()
+    except RuntimeError as error:
+        return _HOOKS_PROBE in str(error)
+    except Exception:  # noqa: BLE001 - func's own error: the product raises it
+        return False
+    return False
+
+
+class Compiled(Delegating):
     name = "compiled"
     costly_first_call = True
+    unsupported = (
+        Unsupported(("create_graph",), "create_graph=True", NO_SECOND_ORDER),
+        Unsupported(("custom_function_jvp",), "Unsupported custom jvp",
+                    "dynamo cannot trace a custom autograd.Function's own jvp into the graph"),
+        Unsupported(("random_state_closure",), "from_the_drawn_state",
+                    "dynamo cannot capture a closure that restores the random state on every call (model_closure "
+                    "in train mode); model_jvp / model_vjp set it once around the compiled product instead"),
+        Unsupported(("recurrent_module",), "Attempted to wrap RNN, GRU, or LSTM",
+                    "dynamo does not capture torch's recurrent modules in a graph"),
+        Unsupported(("parametrization",), "parametrized tensor",
+                    "torch.compile of the substitution gives zeros for a parametrization's original"),
+        Unsupported(("saved_tensor_hooks",), "saved-tensor hooks",
+                    "torch.compile's graph of torch.func.jvp through saved-tensor hooks answered zeros"),
+    ) + SUBSTITUTION_BLIND_SPOTS
     # inductor's options: random operations as in eager (the same numbers from the same random state)
     compile_options = {"fallback_random": True}
 
     def __init__(self):
         self._compiled = {}  # workload signature -> compiled product
+        self._eager = _eager()
+        self._refused = {}   # workload signature -> why torch.compile failed on it
 
-    def _product(self, product, func, params, args):
+    def release(self):
+        """Drop the compiled products and reset dynamo (its caches, and the CUDA-graph trees with their memory
+        pools): process-wide, so other torch.compile'd code here compiles again too."""
+        if self._compiled:
+            self._compiled.clear()
+            torch._dynamo.reset()
+
+    def delegate(self, product, func, params, *args):
+        """The compiled product for this workload signature, compiled on its first call."""
         if args[-1]:
-            self._refuse(product, func, params, args, "create_graph=True: torch.compile's graphs can be "
-                         "differentiated once, not twice (aot_autograd has no double backward), and "
-                         "second-order products need that")
+            self._refuse(product, func, params, args, NO_SECOND_ORDER)
         key = signature(product, func, params, args)
+        if key in self._refused:  # dynamo would fail the same way again, after seconds of tracing
+            self._refuse(product, func, params, args, self._refused[key])
         compiled = self._compiled.get(key)
         if compiled is None:
-            given = custom_functions_given_params(func, params)
+            with parametrizations_refused(self.name, "torch.compile of the substitution gives zeros for its "
+                                                     "originals"):
+                given = custom_functions_given_params(func, params)
+            look_through_substitution(func, params)
             if given:
                 raise UnsupportedError(self.name, f"func passes a param itself to the custom autograd.Function "
                                                   f"{given[0]}, which torch.compile does not substitute")
-            compiled = torch.compile(_with_own_code(getattr(_EAGER, f"_{product}")), fullgraph=True,
+            if _uses_saved_tensors_hooks(func, params):
+                raise UnsupportedError(self.name, "func uses saved-tensor hooks (a non-reentrant torch.utils.checkpoint, "
+                                                  "save_on_cpu): torch.compile's graph of torch.func.jvp through them "
+                                                  "answered zeros")
+            compiled = torch.compile(_with_own_code(self._eager.implementation(product)), fullgraph=True,
                                      dynamic=False, options=self.compile_options)
             self._compiled[key] = compiled
         try:
-            return compiled(func, params, *args)
+            with left_as_found():  # a failed compilation can leave state entered (saved-tensor hooks disabled)
+                return compiled(func, params, *args)
         except torch._dynamo.exc.Unsupported as error:
-            self._refuse(product, func, params, args, f"torch.compile cannot capture it in one graph: {_why(error)}")
+            reason = f"torch.compile cannot capture it in one graph: {_why(error)}"
+        except torch._dynamo.exc.TorchDynamoException as error:  # among them inductor's BackendCompilerFailed
+            reason = f"torch.compile failed ({type(error).__name__}): {_why(error)}"
+        self._eager.implementation(product)(func, params, *args)  # func's own error or a missing formula: raised as eagerly
+        self._refused[key] = reason
+        raise UnsupportedError(self.name, reason)
 
     def _refuse(self, product, func, params, args, reason):
-        """Raise what every strategy raises where that is the cause (bad input, a missing formula: the eager
-        product tells; dynamo only says it observed an exception), else UnsupportedError with the reason."""
-        getattr(_EAGER, f"_{product}")(func, params, *args)
+        """Raise what every strategy raises where that is the cause (bad input, a missing formula, func's own
+        exception: the eager product tells; dynamo only says it observed an exception), else UnsupportedError
+        with the reason."""
+        self._eager.implementation(product)(func, params, *args)
         raise UnsupportedError(self.name, reason)
 
     def model_jvp(self, model, x, v, create_graph=False):
@@ -113,18 +180,3 @@ class Compiled(Strategy):
         params = check_model(model, x)
         with one_random_state(model)() if model.training else contextlib.nullcontext():
             return getattr(self, function)(buffers_protected_call(model, x), params, v, create_graph)
-
-    def _jvp(self, func, params, tangents, create_graph):
-        return self._product("jvp", func, params, (tangents, create_graph))
-
-    def _vjp(self, func, params, v, create_graph):
-        return self._product("vjp", func, params, (v, create_graph))
-
-    def _batch_jvp(self, func, params, tangents, create_graph):
-        return self._product("batch_jvp", func, params, (tangents, create_graph))
-
-    def _batch_vjp(self, func, params, vs, create_graph):
-        return self._product("batch_vjp", func, params, (vs, create_graph))
-
-    def _full_jacobian(self, func, params, create_graph):
-        return self._product("full_jacobian", func, params, (create_graph,))

@@ -11,16 +11,14 @@ backward pass).
 
 When it wins: for vᵀJ (one backward pass, the least there is), and for J v where no
 forward-mode formula exists, since it needs reverse-mode formulas only (twice differentiable
-ones). For J v it usually loses: about two backward passes plus a recorded graph of the
-first, 4-5x forward_dual on a small CNN on an H100.
+ones). For J v it usually loses to forward_dual: about two backward passes plus a recorded
+graph of the first, against about one forward pass.
 """
 
 import torch
 
-from gvp_bench.chunking import Chunked, in_chunks
-from gvp_bench.contract import Strategy
-from gvp_bench.reverse import forward_with_graph, grad_or_zeros, identity_cotangents, reverse_vjp
-from gvp_bench.validation import check_batch_cotangents
+from gvp_bench.kit import (Chunked, Strategy, Unsupported, check_batch_cotangents, forward_with_graph,
+                           grad_or_zeros, identity_cotangents, in_chunks, reverse_vjp)
 
 
 def _jvps_by_double_backward(output, live, tangents, create_graph, rows_per_chunk=None):
@@ -52,6 +50,11 @@ def _jvps_by_double_backward(output, live, tangents, create_graph, rows_per_chun
 
 class DoubleBackward(Chunked, Strategy):
     name = "double_backward"
+    unsupported = (
+        Unsupported(("sparse_gradients",), "sparse gradients",
+                    "autograd's sparse gradients of an embedding cannot be reshaped into a batch of products or "
+                    "a J v"),
+    )
 
     def _jvp(self, func, params, tangents, create_graph):
         output, live = forward_with_graph(func, params)

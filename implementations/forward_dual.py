@@ -8,22 +8,14 @@ It takes no chunk_size: a dual tensor holds one tangent, and vmap cannot batch p
 (aten::_make_dual has no batching rule, torch 2.14), so a Jacobian is always one column at a
 time, the least memory a forward-mode Jacobian can take.
 
-When it wins: single J v on most models (about 1.5-3 forward passes of work, no graph kept,
-memory flat in depth: fastest JVP measured on the MLP and CNN on an H100); batches where
-memory is tight, since the loop holds one tangent at a time; Jacobians with far more
-outputs than parameters. It fails where an operator has no forward-AD formula.
+When it wins: single J v on most models (a few forward passes' work, no graph kept, memory flat
+in depth); batches where memory is tight, since the loop holds one tangent at a time; Jacobians
+with far more outputs than parameters. It fails where an operator has no forward-AD formula.
 
-Where model_jvp's time goes (zoo mlp medium: 784-1024-1024-10 on 64 inputs, float32, one thread
-of a 2-core Xeon, torch 2.14; thread CPU time, medians of 95-140 interleaved blocked_autorange
-blocks, two runs): 5.9-6.0 ms against 1.85 ms for the no-grad forward, 3.2x, where a JVP's
-arithmetic is 2.57 forward passes. Its matrix products do 3.0 (715 against 238 MFLOP,
-FlopCounterMode): torch's addmm forward-AD formula multiplies the missing tangent of the input x
-by W1ᵀ as a materialised ZeroTensor, a full GEMM on zeros (0.7 ms). Elementwise tangent
-arithmetic (adds, tanh_backward) takes about 0.3 ms under torch.profiler; the fixed cost
-(Python, dual tensors: the whole call on the tiny MLP) 0.16 ms. GEMMs written out by hand, just
-the 2.57 passes, take 2.5-2.6x the forward: at 64 inputs they are compute-bound (130 GFLOP/s;
-the weights stream at 4 GB/s of the 29 GB/s one core reads), so FLOPs are the floor. Loaded runs
-that read 6-7x timed preemption by other processes (samples step by about 4.2 ms), not work.
+Where its time goes: the matrix products of the forward pass and of the tangent, so model_jvp
+costs a small multiple of the no-grad forward. torch's addmm forward-AD formula multiplies the
+input's missing tangent as a materialised zero tensor, one matrix product that does no useful
+work; elementwise tangent arithmetic and the fixed cost of dual tensors come on top.
 """
 
 from contextlib import nullcontext
@@ -31,12 +23,10 @@ from contextlib import nullcontext
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from gvp_bench.chunking import forward_mode_jacobian
-from gvp_bench.contract import Strategy
-from gvp_bench.functional import call_with, primals_of
+from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Strategy, Unsupported, call_with,
+                           check_batch_cotangents, forward_mode_jacobian, forward_with_graph, grad_or_zeros,
+                           primals_of, reverse_vjp)
 from gvp_bench.linear_rule import constant_input_rule
-from gvp_bench.reverse import forward_with_graph, grad_or_zeros, reverse_vjp
-from gvp_bench.validation import check_batch_cotangents
 
 
 def _dual_pass(func, params, tangents, create_graph):
@@ -57,6 +47,14 @@ def _column(func, params, tangents, create_graph):
 
 class ForwardDual(Strategy):
     name = "forward_dual"
+    unsupported = (
+        Unsupported(("custom_function_backward_only",), "defines no jvp",
+                    "J v and the Jacobian run forward-mode AD, which needs a jvp formula from every custom "
+                    "autograd.Function in func"),
+        Unsupported(("no_forward_formula",), "_weight_norm_interface",
+                    "forward-mode AD needs a jvp formula for every operator func runs; torch has none for some "
+                    "(weight_norm's fused kernel)"),
+    ) + SUBSTITUTION_BLIND_SPOTS
 
     def _jvp(self, func, params, tangents, create_graph):
         return _dual_pass(func, params, tangents, create_graph)[1]

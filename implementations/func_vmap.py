@@ -8,33 +8,53 @@ mask), and the Jacobian is vmap over the pullback with the rows of the identity.
 Jacobians run in chunks of rows that fit a memory budget (``chunk_size="auto"``, the default;
 see gvp_bench.chunking), or ``chunk_size`` rows at a time.
 
-When it wins: batches of products on a GPU, where one batched kernel replaces k launches
-(16 JVPs of an MLP: 1.13 ms against 13.1 ms for a loop on an H100). It costs memory: vmap
-holds all the chunk's tangents' intermediates at once (1.84 GB against 0.16 GB for a loop on
-a small CNN, unchunked), and on a 2-core CPU it often gains nothing over a loop.
+What it refuses: batches of J v of a func that runs dropout in train mode on CUDA
+(UnsupportedError). Eager CUDA dropout runs the fused kernel ``aten::native_dropout``; under
+vmap its batching rule (functorch's BatchRulesRandomness.cpp, randomness "same") draws the mask
+with ``bernoulli_`` instead, as the CPU kernel does: on CUDA the batch would use another mask than
+func's own pass, and every other strategy's. Whether func runs it is found by one plain call of
+func, once per workload signature, on CUDA only.
 
-Where model_jvp's time goes (zoo mlp medium: 784-1024-1024-10 on 64 inputs, float32, one thread
-of a 2-core Xeon, torch 2.14; thread CPU time, medians of 95-140 interleaved blocked_autorange
-blocks, two runs): 6.1-6.2 ms against 1.85 ms for the no-grad forward, 3.3x. torch.func.jvp runs
-the same operators as forward_dual (see its docstring): 3.0 forward passes of matrix products
-instead of 2.57, one of them a GEMM on the materialised zero tangent of the input (0.7 ms), and
-0.2-0.3 ms more than forward_dual for the functorch layer (written by hand over functional_call,
-in the same runs: torch.func.jvp 6.05-6.29 ms, dual tensors 5.74-5.93 ms). Its fixed cost (the
-whole call on the tiny MLP) is about 0.29 ms. Loaded runs that read 6-7x timed preemption, not
-work.
+When it wins: batches of products on a GPU, where one batched kernel replaces k launches. It
+costs memory: vmap holds the intermediates of every row of a chunk at once (the memory budget
+bounds it), and on a CPU with few cores a batched kernel often gains nothing over a loop. A single
+J v runs the same operators as forward_dual, plus the functorch layer's overhead per call.
 """
 
 from torch.func import jvp, vjp, vmap
 
-from gvp_bench.chunking import Chunked, in_chunks
-from gvp_bench.contract import Strategy
-from gvp_bench.functional import as_function_of, primals_of
-from gvp_bench.reverse import identity_cotangents, zeros_for
-from gvp_bench.validation import check_batch_cotangents, check_cotangent
+from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Chunked, Strategy, Unsupported, UnsupportedError,
+                           as_function_of, check_batch_cotangents, check_cotangent, identity_cotangents,
+                           in_chunks, primals_of, signature, zeros_for)
+from gvp_bench.randomness import random_operations
+
+# Devices whose eager dropout is the fused kernel aten::native_dropout (torch's is_fused_kernel_acceptable)
+FUSED_DROPOUT_DEVICES = ("cuda",)
+FUSED_DROPOUT = ("func runs dropout in train mode on {device}: eager dropout there is the fused kernel "
+                 "aten::native_dropout, whose mask vmap (randomness='same') does not reproduce (its batching rule "
+                 "draws the mask with bernoulli_), so the batch would use another mask than func's own pass")
 
 
 class FuncVmap(Chunked, Strategy):
     name = "func_vmap"
+    unsupported = (
+        Unsupported(("custom_function_backward_only",), "setup_context",
+                    "torch.func transforms need every custom autograd.Function in func written with setup_context "
+                    "(and a vmap rule); one with an old-style forward(ctx, ...) and a backward only is refused"),
+        Unsupported(("random_numbers",), "runs dropout in train mode on",
+                    "on CUDA, eager dropout is a fused kernel whose mask vmap's batching rule does not reproduce: a "
+                    "batch of J v would use another mask than func's own pass"),
+        Unsupported(("no_forward_formula",), "_weight_norm_interface",
+                    "forward-mode AD needs a jvp formula for every operator func runs; torch has none for some "
+                    "(weight_norm's fused kernel)"),
+    ) + SUBSTITUTION_BLIND_SPOTS
+
+    def compute(self, product, func, params, *args):
+        """The contract's compute, after refusing a batch of J v of a func that runs CUDA's fused dropout
+        (outside the products, which the compiled strategies trace)."""
+        if product == "batch_jvp":
+            self._refuse_fused_dropout(func, params, args)
+        return super().compute(product, func, params, *args)
 
     def _jvp(self, func, params, tangents, create_graph):
         return jvp(as_function_of(func, params), primals_of(params, create_graph), tangents)[1]
@@ -64,3 +84,16 @@ class FuncVmap(Chunked, Strategy):
         chunk = self._rows_per_chunk(func, params, output.numel(), "parameters")
         return in_chunks(lambda start, stop: vmap(pullback)(identity_cotangents(output, start, stop)),
                          output.numel(), chunk)
+
+    def _refuse_fused_dropout(self, func, params, args):
+        """UnsupportedError where func runs the fused dropout kernel (see the module docstring); what one plain
+        call of func found is kept per workload signature."""
+        device = params[0].device
+        if device.type not in FUSED_DROPOUT_DEVICES:
+            return
+        found = self.__dict__.setdefault("_runs_fused_dropout", {})
+        key = signature("batch_jvp", func, params, args)
+        if key not in found:
+            found[key] = "aten::native_dropout" in random_operations(func, params)
+        if found[key]:
+            raise UnsupportedError(self.name, FUSED_DROPOUT.format(device=device.type))

@@ -12,15 +12,18 @@ the chunk size trades speed for peak memory. For one product it pays for M backw
 
 from torch.func import jacrev
 
-from gvp_bench.chunking import Chunked
-from gvp_bench.contract import Strategy
-from gvp_bench.dense import jacobian_vector_products, vector_jacobian_products
-from gvp_bench.functional import EmptyOutputPadding, as_function_of, primals_of
-from gvp_bench.validation import check_batch_cotangents, check_cotangent
+from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Chunked, EmptyOutputPadding, Strategy, Unsupported,
+                           as_function_of, check_batch_cotangents, check_cotangent, jacobian_vector_products,
+                           primals_of, vector_jacobian_products)
 
 
 class JacrevChunked(Chunked, Strategy):
     name = "jacrev_chunked"
+    unsupported = (
+        Unsupported(("custom_function_backward_only",), "setup_context",
+                    "torch.func transforms need every custom autograd.Function in func written with setup_context "
+                    "(and a vmap rule); one with an old-style forward(ctx, ...) and a backward only is refused"),
+    ) + SUBSTITUTION_BLIND_SPOTS
 
     def _jacobian(self, func, params, create_graph):
         """func()'s output and J as (output numel, param numel) matrices, one per param."""

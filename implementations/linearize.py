@@ -12,61 +12,28 @@ Random operations (dropout in train mode) raise UnsupportedError: the traced gra
 random numbers again on every J v, outside the random state model_jvp's closure restores, so
 the mask would differ from func's own (checked on linearize's first evaluation of func).
 
-When it wins: in principle, many products at one point, once the tracing is paid for; in eager
-PyTorch, never measured so far. The tracing (make_fx) costs 50-70 ms per call on the 2-core CPU
-whatever the batch, and each product through the linear function is cheap (the tiny cnn: 69.5 ms
-at k = 1, 72.6 ms at k = 256), but vmap(jvp) also computes the forward pass once for the whole batch:
-func_vmap took 0.5-0.8 ms (tiny mlp) and 1.4-2.1 ms (tiny cnn) for k = 1 to 256 in the same run
-(``gvp-bench run --suite batch``, --threads 1, quiet: results/cpu-2core-batch.jsonl), where
-linearize took 54-60 ms and 70-73 ms, so it lost at every k, by 35-105x. It also holds the
-forward pass's intermediates as constants for the call. Batches go through vmap of the linear
-function, which also chunks: against a loop of it, vmap was 50 against 74 ms (tiny mlp, k = 8) and 84 against 92 ms (tiny cnn, k = 32), but 68
-against 56 ms for the mlp at k = 32 (one run each under load: within the noise of the tracing).
+When it wins: in principle, many products at one point, once the tracing is paid for. In eager
+PyTorch the tracing (make_fx) runs on every call, whatever the batch, and costs far more than a
+product; vmap(jvp) (func_vmap) also computes the forward pass once for a whole batch, without
+tracing, so linearize has lost to it at every batch size measured (the reference results of the
+batch suite). It also holds the forward pass's intermediates as constants for the call.
 """
 
 import warnings
 
 import torch
 from torch.func import linearize, vmap
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from gvp_bench.chunking import Chunked, forward_mode_jacobian, in_chunks
-from gvp_bench.contract import Strategy
-from gvp_bench.errors import UnsupportedError
-from gvp_bench.functional import as_function_of, call_with, primals_of
-from gvp_bench.validation import check_batch_cotangents, check_cotangent
+from gvp_bench.kit import (SUBSTITUTION_BLIND_SPOTS, Chunked, Strategy, Unsupported, UnsupportedError,
+                           as_function_of, call_with, check_batch_cotangents, check_cotangent,
+                           forward_mode_jacobian, in_chunks, primals_of)
+from gvp_bench.randomness import RandomOperations
 
 J_V_ONLY = "torch.func.linearize gives J v only (forward mode): it has no vᵀJ"
 RANDOM = ("func draws random numbers ({}): the linearized function would draw them anew on every call, "
           "not the ones of func's own pass (a dropout mask per product)")
 NO_GRAPH = ("create_graph=True: torch.func.linearize folds the forward pass into constants, so its J v "
             "carries no graph back to the params")
-
-
-def _generator_states():
-    """The default generators' states: the CPU's, and the current CUDA device's once CUDA is in use."""
-    states = [torch.get_rng_state()]
-    if torch.cuda.is_initialized():
-        states.append(torch.cuda.get_rng_state())
-    return states
-
-
-class _RandomOperations(TorchDispatchMode):
-    """Records the operations a call runs that draw random numbers: those tagged
-    nondeterministic_seeded that move a default generator (attention with dropout_p=0 does not)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if torch.Tag.nondeterministic_seeded not in func.tags:
-            return func(*args, **(kwargs or {}))
-        before = _generator_states()
-        result = func(*args, **(kwargs or {}))
-        if not all(torch.equal(b, a) for b, a in zip(before, _generator_states())):
-            self.seen.append(func.name())
-        return result
 
 
 def _checked_once(function, strategy):
@@ -78,7 +45,7 @@ def _checked_once(function, strategy):
         if calls:
             return function(*replacements)
         calls.append(True)
-        with _RandomOperations() as random:
+        with RandomOperations() as random:
             output = function(*replacements)
         if random.seen:
             raise UnsupportedError(strategy, RANDOM.format(", ".join(sorted(set(random.seen)))))
@@ -89,6 +56,18 @@ def _checked_once(function, strategy):
 
 class Linearize(Chunked, Strategy):
     name = "linearize"
+    unsupported = (
+        Unsupported(("vjp", "model_vjp", "batch_vjp"), "J v only", J_V_ONLY),
+        Unsupported(("create_graph",), "create_graph=True", NO_GRAPH),
+        Unsupported(("random_numbers",), "draws random numbers",
+                    "the linearized function would draw random numbers anew on every J v, not the ones of func's "
+                    "own pass"),
+        Unsupported(("custom_function_backward_only",), "defines no jvp",
+                    "linearize traces forward-mode AD, which needs a jvp formula from every custom autograd.Function"),
+        Unsupported(("no_forward_formula",), "_weight_norm_interface",
+                    "forward-mode AD needs a jvp formula for every operator func runs; torch has none for some "
+                    "(weight_norm's fused kernel)"),
+    ) + SUBSTITUTION_BLIND_SPOTS
 
     def _linearized(self, func, params, create_graph):
         """func()'s output and the linear function J·: tangents matching params -> J v."""

@@ -4,6 +4,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from gvp_bench.precision import strict_fp32
+
 # auto runs its fixed rule in the tests, so which strategy answers a conformance cell is
 # deterministic and no test pays for calibration; tests/test_auto.py configures auto itself and
 # covers calibration and results. GVP_BENCH_AUTO=measured (or calibrate) runs every test with
@@ -30,8 +32,6 @@ DEVICES = [
 
 @pytest.fixture(autouse=True)
 def _exact_cuda_matmul():
-    """Conformance on CUDA compares float32 against float64: TF32 off."""
-    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+    """Tests on CUDA compare float32 against float64: TF32 off (as the conformance harness sets it itself)."""
+    with strict_fp32():
+        yield

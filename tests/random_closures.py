@@ -32,6 +32,7 @@ import pytest
 import torch
 
 import gvp_bench
+from gvp_bench import support
 from gvp_bench.conformance.checks import TOLERANCES
 from gvp_bench.conformance.oracle import finite_difference_jacobian
 
@@ -189,11 +190,6 @@ def dependence(spec):
 
 # The strategies under test, the problem a spec builds, and the checks of the products.
 
-BUILT_IN = {"auto", "autograd_functional", "double_backward", "forward_dual", "func_vmap", "jacrev_chunked",
-            "linearize", "reference_loop"}
-# What a built-in strategy does not offer, with words of its UnsupportedError: (name, function or create_graph).
-NOT_OFFERED = {("linearize", "vjp"): "J v only", ("linearize", "batch_vjp"): "J v only",
-               ("linearize", "create_graph"): "create_graph=True"}
 # Not the strategies whose first call per workload compiles (compiled, cuda_graphs): every random closure is a
 # new workload, seconds each; the conformance harness and tests/test_compiled.py check them.
 STRATEGIES = {name: gvp_bench.get_strategy(name) for name in gvp_bench.strategies()
@@ -279,27 +275,34 @@ def assert_close(what, actual, expected, precision, tolerances=TOLERANCES):
 
 
 def call(name, function, *args, create_graph=False):
-    """The strategy's function; None when a third-party strategy cannot compute it (UnsupportedError), or a
-    built-in one does not offer it (NOT_OFFERED)."""
+    """The strategy's function; None where the strategy declares it does not offer it (its ``unsupported``
+    class data, gvp_bench.support) and raises UnsupportedError saying so."""
     try:
         return getattr(STRATEGIES[name], function)(*args, create_graph)
     except gvp_bench.UnsupportedError as error:
-        strategy, words = name.split("[")[0], _not_offered_words(name, function, create_graph)
-        if strategy in BUILT_IN and not (words and words in error.reason):
-            raise  # every built-in strategy supports every operation these closures use
+        if not _not_offered(name, function, create_graph, error.reason):
+            raise  # these closures use plain operators only: nothing else may be refused
         return None
 
 
-def _not_offered_words(name, function, create_graph):
-    strategy = name.split("[")[0]
-    return NOT_OFFERED.get((strategy, function)) or (create_graph and NOT_OFFERED.get((strategy, "create_graph")))
+def _features(function, create_graph):
+    """What a call of function on these closures exercises (gvp_bench.support.FEATURES)."""
+    return {function, "cpu"} | ({"create_graph"} if create_graph else set())
+
+
+def _not_offered(name, function, create_graph, reason=""):
+    """The strategy's declarations that refuse the call (with words of ``reason``, when given)."""
+    return [entry for entry in support.declared(STRATEGIES[name], _features(function, create_graph))
+            if entry.reason in reason or not reason]
 
 
 def not_offered(name, function, create_graph=False):
-    """A context for a call of the strategy's function: where NOT_OFFERED lists it, the call must raise
-    UnsupportedError saying so (the rest of the block is then not run); elsewhere it does nothing."""
-    words = _not_offered_words(name, function, create_graph)
-    return pytest.raises(gvp_bench.UnsupportedError, match=re.escape(words)) if words else contextlib.nullcontext()
+    """A context for a call of the strategy's function: where the strategy declares it does not offer it, the
+    call must raise UnsupportedError saying so (the rest of the block is then not run); elsewhere nothing."""
+    declared = _not_offered(name, function, create_graph)
+    if not declared:
+        return contextlib.nullcontext()
+    return pytest.raises(gvp_bench.UnsupportedError, match="|".join(re.escape(entry.reason) for entry in declared))
 
 
 def product(name, problem, function, flat, form, create_graph=False):

@@ -102,3 +102,32 @@ def slower(rows, factor, **key):
             row["forward_ratio"] *= factor
         changed.append(row)
     return changed
+
+
+PARAMETERS = {"tiny": 155, "small": 269_322, "medium": 1_863_690}  # the zoo mlp's, at three sizes
+OVERHEAD_S = {"double_backward": 4e-4, "forward_dual": 1e-4, "func_vmap": 3e-4, "reference_loop": 2e-4}
+
+
+def scaling_cells(seed=0, ops=("jvp", "vjp", "full_jacobian")):
+    """The rows of a synthetic scaling run of the mlp over three sizes: each strategy's time is its cost in
+    forward passes (:data:`STRATEGIES`) plus a fixed overhead per call, the forward pass grows with the
+    parameters, so the forward ratios close up as the model grows; reference_loop's Jacobian of the
+    largest size is skipped over the time budget."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size, parameters in PARAMETERS.items():
+        forward = 2e-5 + parameters * 2e-9
+        for op in ops:
+            products = 10 if op == "full_jacobian" else 1
+            for strategy, overhead in OVERHEAD_S.items():
+                if strategy == "reference_loop" and op == "full_jacobian" and size == "medium":
+                    rows.append(dict(op=op, model="mlp", size=size, strategy=strategy, device="cpu", dtype="float32",
+                                     status="skipped", parameters=parameters, threads=2,
+                                     error="one call takes 2.1 s: measuring it takes 4 calls at the least, past "
+                                           "the cell budget of 3 s"))
+                    continue
+                median = products * (forward * STRATEGIES[strategy][0] + overhead)
+                row = ok_row(op, "mlp", size, strategy, median, rng=rng, forward_s=forward,
+                             peak_bytes=4 * parameters * (1 + STRATEGIES[strategy][1] * products / 10))
+                rows.append(dict(row, parameters=parameters))
+    return rows

@@ -22,8 +22,9 @@ from gvp_bench.workarounds import WorkaroundWarning
 
 QUICK = workloads.SUITES["quick"]
 # A few tiny cells of the quick suite, measured briefly: the CLI end to end in well under a second per cell.
-SELECTION = ["--models", "mlp", "--ops", "jvp,batch_vjp,full_jacobian", "--strategies", "double_backward,auto"]
-BRIEF = ["--quiet", "--threads", "1", "--min-run-time", "0.001", "--max-run-time", "0.01"]
+SELECTION = ["--models", "cnn", "--ops", "jvp,batch_vjp,full_jacobian", "--strategies", "double_backward,auto"]
+# No time budget (tests/test_budget.py tests it): on a loaded machine it may skip a cell these tests measure.
+BRIEF = ["--quiet", "--threads", "1", "--min-run-time", "0.001", "--max-run-time", "0.01", "--budget", "inf"]
 
 
 def run_cli(*args):
@@ -64,8 +65,10 @@ def test_the_targets_suite_measures_the_targets_ops_on_the_mlp_with_64_and_4_inp
 
 def test_filters_narrow_the_cells_and_unknown_names_are_refused_with_the_valid_ones():
     cells = workloads.expand(QUICK, models=["mlp"], ops=["jvp", "batch_jvp"], strategy_names=["forward_dual"])
-    assert [(c.op, c.model, c.k) for c in cells] == [("jvp", "mlp", None), ("batch_jvp", "mlp", 8)]
-    for option, value in [("models", ["nope"]), ("ops", ["hvp"]), ("strategy_names", ["fast"]), ("dtypes", ["f16"]),
+    assert [(c.op, c.model, c.size, c.k) for c in cells] == [
+        ("jvp", "mlp", "tiny", None), ("batch_jvp", "mlp", "tiny", 8), ("jvp", "mlp", "small", None),
+        ("batch_jvp", "mlp", "small", 8)]
+    for option, value in [("models", ["nope"]), ("ops", ["hessian"]), ("strategy_names", ["fast"]), ("dtypes", ["f16"]),
                           ("devices", ["tpu"])]:
         with pytest.raises(ValueError, match="valid: "):
             workloads.expand(QUICK, **{option: value})
@@ -135,7 +138,7 @@ def test_a_cli_run_in_shards_writes_files_that_load_into_one_frame(tmp_path, cap
     (first,) = (tmp_path / "results").iterdir()  # the default: a new file under results/
     assert first.name.startswith("quick-") and first.name.endswith("-shard1of2.jsonl")
     frame = load([first, tmp_path / "second.jsonl"])
-    expected = workloads.expand(QUICK, models=["mlp"], ops=["jvp", "batch_vjp", "full_jacobian"],
+    expected = workloads.expand(QUICK, models=["cnn"], ops=["jvp", "batch_vjp", "full_jacobian"],
                                 strategy_names=["double_backward", "auto"])
     assert sorted(map(cell_key, frame.to_dict("records"))) == sorted(w.key() for w in expected)
     for column in ("op", "model", "size", "strategy", "device", "dtype", "k", "status", "first_call_s", "median_s", "iqr_s", "runs",
@@ -254,7 +257,7 @@ def _cells_written(path):
 
 
 def test_a_run_killed_mid_run_and_resumed_has_exactly_the_cells_of_an_uninterrupted_run(tmp_path):
-    selection = ["--models", "mlp", "--ops", "jvp,vjp,batch_jvp", "--strategies", "double_backward,forward_dual"]
+    selection = ["--models", "cnn", "--ops", "jvp,vjp,batch_jvp", "--strategies", "double_backward,forward_dual"]
     reference = tmp_path / "reference.jsonl"
     assert run_cli(*selection, "--out", str(reference)) == 0
     killed = tmp_path / "killed.jsonl"

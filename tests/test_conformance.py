@@ -1,7 +1,8 @@
 """Every registered strategy x every case x every function x float32/float64 x cpu (and cuda).
 
-A cell passes, or is unsupported with its reason (shown as a skip). For the built-in strategies
-the unsupported cells are listed below: any other unsupported cell is a regression.
+A cell passes, or is unsupported with its reason (shown as a skip). A strategy declares what it
+refuses in its ``unsupported`` class data (gvp_bench.support): any other unsupported cell is a
+regression, for every registered strategy.
 
 Strategies whose first call per workload compiles (compiled, cuda_graphs: seconds per cell on 2
 cores, 16 minutes for all of compiled's cells under load) run here on a representative subset of
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import gvp_bench
+from gvp_bench import support
 from gvp_bench.conformance import CASES, run_cell
 from conftest import DEVICES
 
@@ -40,39 +42,6 @@ CELLS = [
     if checked_in_ci(strategy, case)
 ]
 
-BUILT_IN = {"auto", "autograd_functional", "double_backward", "forward_dual", "func_vmap", "jacrev_chunked",
-            "linearize", "reference_loop", "compiled", "cuda_graphs"}
-EXPECTED_UNSUPPORTED = {
-    ("forward_dual", "custom_function_backward_only"): "defines no jvp",
-    ("func_vmap", "custom_function_backward_only"): "setup_context",
-    ("jacrev_chunked", "custom_function_backward_only"): "setup_context",
-    ("compiled", "custom_function"): "Unsupported custom jvp",
-    ("compiled", "batchnorm_train"): "from_the_drawn_state",  # the train-mode closure, not model_jvp / model_vjp
-    ("compiled", "dropout_train"): "from_the_drawn_state",
-    ("linearize", "custom_function_backward_only"): "defines no jvp",
-    ("linearize", "dropout_train"): "draws random numbers",
-    # the other second-order cases: linearize's J v carries no graph
-    **{("linearize", case): "create_graph=True" for case in ("documented_example", "second_order", "mlp_frozen")},
-}
-# Whole functions a strategy does not offer, in every case.
-EXPECTED_UNSUPPORTED_FUNCTIONS = {
-    ("linearize", "vjp"): "J v only",
-    ("linearize", "model_vjp"): "J v only",
-    ("linearize", "batch_vjp"): "J v only",
-}
-
-
-def expected_unsupported(strategy, case, function, device):
-    """What the reason of an expected unsupported cell says, or None."""
-    if strategy == "cuda_graphs" and device == "cpu":
-        return "CUDA graphs record CUDA kernels"
-    if strategy in ("compiled", "cuda_graphs"):
-        closure_reason = EXPECTED_UNSUPPORTED.get(("compiled", case.name))
-        if closure_reason and not function.startswith("model_"):
-            return closure_reason
-        return "create_graph=True" if case.second_order else None  # checked after the first-order products
-    return EXPECTED_UNSUPPORTED_FUNCTIONS.get((strategy, function)) or EXPECTED_UNSUPPORTED.get((strategy, case.name))
-
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -80,8 +49,8 @@ def expected_unsupported(strategy, case, function, device):
 def test_cell(strategy, case, function, dtype, device):
     outcome = run_cell(strategy, case, function, dtype, device)
     if outcome.status == "unsupported":
-        if strategy in BUILT_IN:
-            expected = expected_unsupported(strategy, case, function, device)
-            assert expected is not None and expected in outcome.detail, f"unexpectedly unsupported: {outcome.detail}"
+        declared, features = gvp_bench.get_strategy(strategy), case.exercises(function, device)
+        assert support.explains(declared, features, outcome.detail), \
+            f"unsupported, but not as {strategy}'s unsupported data declares: {outcome.detail}"
         pytest.skip(f"unsupported: {outcome.detail}")
-    assert outcome.status == "pass", outcome.detail
+    assert outcome.status in ("pass", "refused"), outcome.detail  # refused: the case's typed error, as expected

@@ -1,5 +1,8 @@
-"""gvp-bench recommend: ranks the strategies of a workload, falls back to the nearest measured one
-and says which, gives the expected time and memory, and says when the top two are within noise."""
+"""gvp-bench recommend: ranks the strategies of a workload, never answers from another device or size, falls
+back to the nearest measured k or dtype and says which, gives the expected time and memory, says when the top two
+are within noise, and leads with a compiling strategy only when allowed."""
+
+import re
 
 import numpy as np
 import pytest
@@ -51,15 +54,33 @@ def test_top_two_within_noise(results):
     assert not recommend(cells, "jvp", "mlp", size="small").within_noise
 
 
-def test_nearest_workload_is_said(results, capsys):
-    assert cli.main(["recommend", "--op", "batch_jvp", "--model", "mlp", "--size", "large", "--k", "16",
-                     "--device", "cuda", "--results", str(results)]) == 0
+def test_nearest_k_is_said(results, capsys):
+    assert cli.main(["recommend", "--op", "batch_jvp", "--model", "mlp", "--size", "small", "--k", "16",
+                     "--device", "cpu", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     # the same distance in k from 8 and 32 (a factor 2): the larger k, where the choice matters more
     assert ("No exact measurement; using the nearest measured workload, batch_jvp mlp/small k=32 cpu float32"
             in out)
-    assert "size small instead of large; device cpu instead of cuda; k 32 instead of 16" in out
+    assert "k 32 instead of 16" in out
     assert "Use forward_dual" in out
+
+
+@pytest.mark.parametrize("arguments,words", [
+    (["--device", "cuda"], "no measurement of batch_jvp on mlp on cuda: measured on cpu only"),
+    (["--size", "large", "--device", "cpu"],
+     "no measurement of batch_jvp on mlp at size large on cpu: measured at small only"),
+    (["--size", "huge", "--device", "cpu"], "--size: unknown size 'huge'; valid: tiny, small, medium, large"),
+    (["--dtype", "float16", "--device", "cpu"], "--dtype: unknown dtype 'float16'; valid: float32, float64"),
+    (["--device", "tpu"], "--device: unknown device 'tpu'; valid: cpu, cuda"),
+])
+def test_no_answer_from_another_device_or_size_and_unknown_values_are_refused(results, arguments, words):
+    with pytest.raises(SystemExit, match=re.escape(f"gvp-bench: {words}")):
+        cli.main(["recommend", "--op", "batch_jvp", "--model", "mlp", "--results", str(results), *arguments])
+
+
+def test_the_size_defaults_to_the_largest_measured(results):
+    cells = load_cells([results])
+    assert recommend(cells, "jvp", "mlp", device="cpu").used["size"] == "medium"
 
 
 def test_nearest_k(results):
@@ -73,14 +94,21 @@ def test_unmeasured_model_is_an_error_naming_what_was_measured(results):
         cli.main(["recommend", "--op", "jvp", "--model", "resnet", "--results", str(results)])
 
 
-def test_a_compiling_winner_comes_with_its_first_call_and_when_it_pays_off(tmp_path, capsys):
+def test_a_compiling_winner_leads_only_when_allowed_with_its_first_call_and_when_it_pays_off(tmp_path, capsys):
     rng = np.random.default_rng(0)
     rows = [dict(row, first_call_s=first) for row, first in
             zip(_workload(rng, {"compiled": 1e-3, "forward_dual": 2e-3}, noise=0.0), (2.001, 0.001))]
-    assert cli.main(["recommend", "--op", "jvp", "--model", "mlp",
-                     "--results", str(synthetic.write(tmp_path / "run.jsonl", rows))]) == 0
+    path = str(synthetic.write(tmp_path / "run.jsonl", rows))
+    assert cli.main(["recommend", "--op", "jvp", "--model", "mlp", "--device", "cpu", "--results", path]) == 0
+    out = capsys.readouterr().out
+    assert "Use forward_dual:" in out
+    assert ("Compiling is faster: compiled takes 1 ms per call (0.5x the time of forward_dual), but its first call "
+            "in that run took 2 s (where it compiles, unless an earlier cell had compiled the same graph); it pays "
+            "for that after about 2,000 calls in one process. Pass --allow-compile to lead with it.") in out
+    assert cli.main(["recommend", "--op", "jvp", "--model", "mlp", "--device", "cpu", "--results", path,
+                     "--allow-compile"]) == 0
     out = capsys.readouterr().out
     assert "Use compiled:" in out
-    assert ("compiled's first call in that run took 2 s (where it compiles, unless an earlier cell had compiled the same "
-            "graph): against forward_dual, the fastest that does "
-            "not compile (2 ms per call), it pays for it after about 2,000 calls in one process.") in out
+    assert ("compiled: its first call in that run took 2 s (where it compiles, unless an earlier cell had compiled "
+            "the same graph); against forward_dual, the fastest that does not compile (2 ms per call), it pays for "
+            "it after about 2,000 calls in one process.") in out

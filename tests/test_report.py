@@ -116,3 +116,31 @@ def test_auto_is_scored_against_the_best_it_chooses_from_by_default(tmp_path):
     assert winners.loc["jvp", "auto / best"] == "1.05x" and winners.loc["jvp", "choice / best"] == "1x"
     assert winners.loc["vjp", "auto / best"] == "1.04x" and winners.loc["vjp", "choice / best"] == "1x"
     assert tables.auto_scores(cells) == (2, 2, 2)
+
+
+def test_each_strategy_has_one_colour_in_every_figure():
+    from gvp_bench import strategies
+    from gvp_bench.bench import raw
+    from gvp_bench.report import plots
+
+    known = strategies() + ["jax.jit", "jax.jacfwd", "jax.jacrev"] + list(raw.STRATEGIES)
+    colours = [plots.colour(name) for name in known]
+    assert len(set(colours)) == len(colours), "two strategies share a colour"
+    assert plots.colour("third_party") == plots.colour("third_party") in plots.SPARE_COLOURS
+    assert plots._colours(["func_vmap", "auto"])["func_vmap"] == plots._colours(list(reversed(known)))["func_vmap"]
+
+
+def test_the_overview_has_no_row_for_a_strategy_that_ran_nowhere(tmp_path):
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from gvp_bench.report import plots
+
+    cells = load_frame([synthetic.write(tmp_path / "run.jsonl", synthetic.cells(models=("cnn",)))])
+    jvp = cells[cells.op == "jvp"]
+    never = jvp.assign(strategy="never_ran", status="unsupported")
+    jvp = pd.concat([jvp, never], ignore_index=True)
+    axis = Figure().subplots()
+    plots._overview_axis(axis, jvp, tables.strategy_order(jvp), "jvp")
+    rows = [label.get_text() for label in axis.get_yticklabels()]
+    assert "never_ran" not in rows and set(rows) == set(jvp[jvp.status == "ok"].strategy)

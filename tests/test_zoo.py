@@ -20,7 +20,7 @@ def test_models_are_built_deterministically_from_the_seed(name):
     first, again, other = zoo.build(name, seed=3), zoo.build(name, seed=3), zoo.build(name, seed=4)
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
     assert torch.equal(first.x, again.x)
-    if name != "scalar5":  # its point is fixed: seed 002's (x0, 1, 1, 1, 1)
+    if name != "scalar5":  # its point is fixed: (x0, 1, 1, 1, 1)
         assert not all(torch.equal(a, b) for a, b in zip(first.params, other.params))
     assert first.parameter_count == sum(p.numel() for p in first.params) <= 300
     assert first.output_size == first.model(first.x).numel()

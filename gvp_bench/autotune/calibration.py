@@ -1,8 +1,11 @@
 """Calibration: time the candidates briefly on the call itself and name the fastest.
 
 First every candidate runs once, in the order given (the fixed rule's first), to warm up: one
-that raises UnsupportedError is skipped with its reason; on CUDA its peak memory is measured,
-and one over the memory budget or out of memory is left out. Then the candidates run in rounds,
+that raises UnsupportedError is skipped with its reason, one that raises any other exception
+is skipped with the exception (the strategy's own failure, or the caller's that every candidate
+raises: auto tells them apart); on CUDA its peak memory is measured, and one over the memory
+budget or out of memory is left out. A candidate that fails in a later round leaves the race the
+same way. Then the candidates run in rounds,
 one run each per round, so that a burst of load from elsewhere on a shared machine slows them
 all alike, until the rounds have taken :data:`TARGET_S` per candidate or :data:`MAX_ROUNDS`
 rounds (at least one round). A candidate's time is its fastest run, the warm-up included (a run
@@ -10,9 +13,8 @@ is slowed by whatever else runs, never sped up). A candidate stops once it canno
 :data:`RUNS_TO_TELL` runs, when its fastest is over :data:`ABORT_RATIO` times the best plus
 :data:`NOISE_S`; before that only when it is over :data:`SLOW_RATIO` times the best plus
 :data:`SLOW_S`. The first two calls of a strategy in a process can take hundreds of
-milliseconds, then a few more, of one-time set-up, and on a loaded machine (4 times slower
-forward passes while other jobs ran on the 2 cores) three runs were not enough to get one
-undisturbed. So a slow candidate costs five runs, an expensive hopeless one its warm-up.
+milliseconds, then a few more, of one-time set-up, and on a machine shared with other jobs
+three runs were not enough to get one undisturbed. So a slow candidate costs five runs, an expensive hopeless one its warm-up.
 
 Calibration leaves no trace: every run starts from the caller's random state and restores it
 afterwards, warnings are silenced, and each strategy's ``last_workarounds`` is put back. The
@@ -42,13 +44,14 @@ class Calibration:
     times: dict = field(default_factory=dict)        # name -> fastest run, seconds
     left_out: dict = field(default_factory=dict)     # name -> why it was left out (memory)
     unsupported: dict = field(default_factory=dict)  # name -> UnsupportedError reason
+    failed: dict = field(default_factory=dict)       # name -> the exception it raised (any other)
 
     @property
     def winner(self):
         return min(self.times, key=self.times.get) if self.times else None
 
     def summary(self):
-        """"forward_dual 1.2 ms vs func_vmap 1.9 ms, ..." (fastest first)."""
+        """The times, fastest first: "<name> <time> ms vs <name> <time> ms ..."."""
         ranked = sorted(self.times.items(), key=lambda item: item[1])
         return " vs ".join(f"{name} {seconds * 1e3:.3g} ms" for name, seconds in ranked)
 
@@ -107,14 +110,20 @@ def _cannot_win(fastest, best, runs):
 
 
 @contextlib.contextmanager
-def _out_of_memory_left_out(outcome, name):
-    """Record a candidate that runs out of CUDA memory as left out instead of failing the call."""
+def _failure_recorded(outcome, name):
+    """Record a candidate that fails (out of CUDA memory: left out; UnsupportedError: unsupported; any other
+    exception: failed) and take it out of the race, instead of failing the call."""
     try:
         yield
+        return
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         outcome.left_out[name] = "out of memory"
-        outcome.times.pop(name, None)
+    except UnsupportedError as error:
+        outcome.unsupported[name] = error.reason
+    except Exception as error:  # noqa: BLE001 - auto hands over on any failure of a candidate
+        outcome.failed[name] = error
+    outcome.times.pop(name, None)
 
 
 def calibrate(strategies, product, func, params, args, budget):
@@ -123,12 +132,8 @@ def calibrate(strategies, product, func, params, args, budget):
     racing = {}
     for name, strategy in strategies.items():
         candidate = _Candidate(strategy, product, func, params, args)
-        with _out_of_memory_left_out(outcome, name):
-            try:
-                seconds, peak = candidate.warm_up()
-            except UnsupportedError as error:
-                outcome.unsupported[name] = error.reason
-                continue
+        with _failure_recorded(outcome, name):
+            seconds, peak = candidate.warm_up()
             if peak > budget:
                 outcome.left_out[name] = f"peak {peak / 2 ** 30:.3g} GiB, over the memory budget"
                 continue
@@ -141,11 +146,11 @@ def calibrate(strategies, product, func, params, args, budget):
             if _cannot_win(outcome.times[name], best, runs=1 + rounds):
                 del racing[name]
                 continue
-            with _out_of_memory_left_out(outcome, name):
+            with _failure_recorded(outcome, name):
                 seconds = candidate.run()
                 spent += seconds
                 outcome.times[name] = min(outcome.times[name], seconds)
-            if name in outcome.left_out:
+            if name not in outcome.times:
                 del racing[name]
         rounds += 1
     return outcome

@@ -20,12 +20,6 @@ A candidate whose estimate exceeds the budget is left out; on CUDA, calibration 
 each candidate's peak (see calibration.py).
 """
 
-import math
-import os
-import time
-
-import torch
-
 WORK_RATIO = 32
 _VMAPPED_JACOBIANS = ("func_vmap", "double_backward", "autograd_functional", "compiled", "cuda_graphs")
 # the whole M x M identity at once (compiled and cuda_graphs: func_vmap's Jacobian, unchunked)
@@ -52,46 +46,6 @@ def extra_memory(name, workload):
     elif name in _IDENTITY_JACOBIANS and workload.product == "full_jacobian":
         elements = workload.outputs ** 2
     return elements * workload.itemsize
-
-
-_recent_free = {}  # device -> (time.monotonic() of the reading, bytes free)
-
-
-def free_memory(device, max_age_s=0.0):
-    """Bytes free on the device (for the CPU: MemAvailable), or None where it cannot be told; a reading
-    at most ``max_age_s`` old may be reused (reading MemAvailable costs 10-17 µs)."""
-    now = time.monotonic()
-    recent = _recent_free.get(device)
-    if recent is not None and now - recent[0] <= max_age_s:
-        return recent[1]
-    free = _read_free_memory(device)
-    _recent_free[device] = (now, free)
-    return free
-
-
-def _read_free_memory(device):
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def budget_bytes(memory_budget, device, max_age_s=0.0):
-    """The budget in bytes: an int setting as it is, a fraction of what is free (inf if unknown), read
-    at most ``max_age_s`` ago."""
-    if isinstance(memory_budget, int):
-        return memory_budget
-    free = free_memory(device, max_age_s)
-    return math.inf if free is None else memory_budget * free
 
 
 def _gigabytes(count):

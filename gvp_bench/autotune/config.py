@@ -23,8 +23,9 @@ configuring auto empties it.
 import os
 from dataclasses import dataclass
 
+from ..memory import DEFAULT_MEMORY_FRACTION, check_memory_budget
+
 MODES = ("measured", "calibrate", "results", "rule")
-DEFAULT_MEMORY_FRACTION = 0.5
 MAX_CHOICES = 4096  # workload signatures remembered; the oldest is forgotten first
 
 
@@ -58,17 +59,6 @@ def _check_mode(mode):
     if mode not in MODES:
         raise ValueError(f"auto mode must be one of {', '.join(MODES)}; got {mode!r}")
     return mode
-
-
-def check_memory_budget(budget):
-    """budget as given (bytes, an int; or a fraction of free memory, a float <= 1), or ValueError naming it."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
-        raise ValueError(f"memory_budget must be a positive number of bytes (int) or a fraction (float <= 1); "
-                         f"got {budget!r}")
-    if isinstance(budget, float) and budget > 1:
-        raise ValueError(f"memory_budget as a float is a fraction of free memory and must be <= 1; got {budget!r} "
-                         "(give bytes as an int)")
-    return budget
 
 
 def _budget_from_environment(text):

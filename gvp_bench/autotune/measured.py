@@ -11,9 +11,9 @@ output size and k are each within a factor :data:`TOLERANCE` of the call's; the 
 least sum of |log ratio|) gives the ranking: its strategies by median time. The user's files
 are searched first; the shipped reference results only when none of them is near.
 
-Strategies measured within :data:`CLOSE` times the best are close calls: on the shared 2-core
-machine two strategies running the very same code (vjp by double_backward and by forward_dual)
-differed by up to 1.25x within one run, and the nearest workload is not always the call's own;
+Strategies measured within :data:`CLOSE` times the best are close calls: on a shared machine two
+strategies running the very same code (vjp by double_backward and by forward_dual) can differ by
+that much within one run, and the nearest workload is not always the call's own;
 auto times the close calls on the call to settle them (see implementations/auto.py).
 """
 

@@ -3,10 +3,11 @@
 With no option: the quick suite, on the CPU and on CUDA when present, into a new file under
 ``results/``. ``--resume --out PATH`` completes a file a stopped run left, measuring only the
 cells it lacks; ``--shard i/N`` measures one of N disjoint parts of the selection (the files
-of the shards load together). Where JAX is installed, the JAX side-by-side rows are measured
-too, unless ``--no-jax``. A damaged results file or a refused one (locked by another run,
-another suite, another machine) ends the command with a one-line ``gvp-bench: ...`` message;
-warnings (lines dropped from a damaged file) are one line each.
+of the shards load together); ``--isolate`` measures each cell in a fresh process, so that a
+crash records that cell and the run goes on (gvp_bench.bench.isolate). Where JAX is installed,
+the JAX side-by-side rows are measured too, unless ``--no-jax``. A damaged results file or a
+refused one (locked by another run, another suite, another machine) ends the command with a
+one-line ``gvp-bench: ...`` message; warnings (lines dropped from a damaged file) are one line each.
 """
 
 import argparse
@@ -20,12 +21,14 @@ import torch
 
 from .. import jax_side
 from ..results import ResultsError, ResultsWriter, load, new_header
-from . import summary
+from . import own, summary
 from .machine import fingerprint
 from .workloads import SUITES, expand, get_suite, shard
 
 # A resumed file must come from the same machine and software: these fingerprint fields must match.
 SAME_MACHINE = ("cpu", "gpu", "torch")
+# Settings a resumed file should share (TF32 on or off): a difference is warned about, where the file records them.
+SAME_SETTINGS = ("fp32_precision",)
 
 
 def _shard(text):
@@ -50,6 +53,10 @@ def _positive(kind):
     return parse
 
 
+def _positive_list(text):
+    return [_positive(int)(part) for part in text.split(",") if part.strip()]
+
+
 def add_parser(commands, names):
     """Add the ``run`` command to the subcommands ``commands``; ``names`` parses a comma-separated list."""
     parser = commands.add_parser("run", help="measure time and peak memory of every strategy on a suite of workloads",
@@ -60,8 +67,14 @@ def add_parser(commands, names):
                         help="all: the CPU, and CUDA when present (the default)")
     parser.add_argument("--dtype", type=names, help="float32,float64 (default: the suite's)")
     parser.add_argument("--models", type=names, help="comma-separated zoo models (default: the suite's)")
+    parser.add_argument("--workload", action="append", metavar="FILE.py:FUNCTION",
+                        help="measure your own model instead of the suite's: FILE.py:FUNCTION, package.module:FUNCTION "
+                             "or an installed workload's name, FUNCTION returning (model, x), (func, params) or a "
+                             "gvp_bench.Workload; repeatable (the suite only sets how long each cell is measured)")
     parser.add_argument("--ops", type=names, help="comma-separated ops (default: all seven)")
     parser.add_argument("--strategies", type=names, help="comma-separated strategies (default: all registered)")
+    parser.add_argument("--k", type=_positive_list, help="comma-separated vectors per call of the batch ops "
+                                                          "(default: the suite's)")
     parser.add_argument("--jax", action=argparse.BooleanOptionalAction,
                         help="also measure the JAX side-by-side rows (mlp, cnn, scalar5, elementwise; "
                              "pip install -e '.[jax]'); default: on when JAX is installed")
@@ -73,10 +86,16 @@ def add_parser(commands, names):
                         help=f"torch intra-op threads while measuring (default: torch's, {torch.get_num_threads()} here)")
     parser.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
                         help="per cell, past which it is recorded as timeout (default: the suite's)")
+    parser.add_argument("--budget", type=_positive(float), metavar="SECONDS",
+                        help="per cell: a cell one call of which would not fit is recorded as skipped, with why "
+                             "(default: the suite's; inf: none)")
     parser.add_argument("--min-run-time", type=_positive(float), metavar="SECONDS",
                         help="seconds of timed samples at least per call measured (default: the suite's)")
     parser.add_argument("--max-run-time", type=_positive(float), metavar="SECONDS",
                         help="seconds of timed samples at most, unless already stable (default: the suite's)")
+    parser.add_argument("--isolate", action="store_true",
+                        help="measure each cell in a fresh process, so that a crash (a segfault, an abort in a "
+                             "kernel) records that cell as error and the run goes on; costs a torch import per cell")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=main)
 
@@ -115,6 +134,21 @@ def _check_same_run(path, header, ours):
         raise ResultsError(f"{path}: measured on another machine ("
                            + "; ".join(f"{name} {theirs.get(name)} there, {mine[name]} here" for name in different)
                            + "); measure this one into another file")
+    for name in SAME_SETTINGS:
+        if name in theirs and theirs[name] != mine[name]:
+            warnings.warn(f"{path}: its cells were measured with {name} {theirs[name]}, this run's with {mine[name]}")
+
+
+def _own_cells(args):
+    """The cells of the --workload specs: each workload's ops on the strategies, dtypes, devices and ks asked."""
+    from ..workload_specs import load
+
+    if args.models:
+        raise ValueError("--models picks zoo models: with --workload only the workloads given are measured")
+    if args.jax:
+        raise ValueError("--jax: the JAX side-by-side rows are of zoo models, not of a --workload")
+    return own.cells([load(spec) for spec in args.workload], devices=_devices(args.device), dtypes=args.dtype,
+                     ops=args.ops, strategy_names=args.strategies, ks=args.k or get_suite(args.suite).ks)
 
 
 def main(args):
@@ -134,21 +168,31 @@ def _run(args):
 
     suite = get_suite(args.suite)
     threads = args.threads or torch.get_num_threads()
-    if args.jax and not jax_side.available():
-        raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
-    workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
-                       strategy_names=args.strategies,
-                       jax=jax_side.available() if args.jax is None else args.jax)
+    if args.workload:
+        workloads, suite_name = _own_cells(args), own.SUITE
+    else:
+        if args.jax and not jax_side.available():
+            raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
+        no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device)) if args.jax is not False else None
+        if no_jax_on_cuda and args.jax and args.device == "cuda":
+            raise ValueError(f"--jax --device cuda: {no_jax_on_cuda}")
+        if no_jax_on_cuda:
+            print(f"gvp-bench: warning: {no_jax_on_cuda}", file=sys.stderr)
+        workloads = expand(suite, devices=_devices(args.device), dtypes=args.dtype, models=args.models, ops=args.ops,
+                           strategy_names=args.strategies, ks=args.k,
+                           jax=jax_side.available() if args.jax is None else args.jax)
+        suite_name = suite.name
     if args.shard:
         workloads = shard(workloads, *args.shard)
     if not workloads:
-        raise ValueError(f"no cells selected: the {suite.name} suite has none for these options")
+        raise ValueError(f"no cells selected: the {suite_name} suite has none for these options")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out PATH, the results file to complete")
     settings = Settings(threads=threads, min_run_time=args.min_run_time or suite.min_run_time,
                         max_run_time=args.max_run_time or suite.max_run_time,
-                        timeout_s=args.timeout or suite.timeout_s)
-    header = new_header(fingerprint(threads), suite.name)
+                        timeout_s=args.timeout or suite.timeout_s,
+                        budget_s=args.budget or (None if args.workload else suite.budget_s))  # your model: no budget
+    header = new_header(fingerprint(threads), suite_name)
     path = args.out or _default_path(header, args.shard)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -158,10 +202,10 @@ def _run(args):
                 if args.resume:
                     _check_same_run(path, writer.header, header)
                 todo = sum(workload.key() not in writer.done for workload in workloads)
-                print(f"gvp-bench: {todo} of {len(workloads)} cells to measure ({suite.name} suite, "
+                print(f"gvp-bench: {todo} of {len(workloads)} cells to measure ({suite_name} suite, "
                       f"{threads} threads) into {path}", file=sys.stderr)
                 try:
-                    run(workloads, writer, settings, progress=not args.quiet)
+                    run(workloads, writer, settings, progress=not args.quiet, isolate=args.isolate)
                 except KeyboardInterrupt:
                     print(f"\ngvp-bench: interrupted; the cells measured so far are in {path} "
                           f"(--resume --out {path} completes it)", file=sys.stderr)

@@ -67,6 +67,21 @@ def time_first_call(call, device):
     return timeit.default_timer() - start
 
 
+def time_and_peak(call, device):
+    """(seconds, peak bytes) of one call, both measured on that call (see :func:`time_first_call` and
+    :func:`peak_bytes`): for the call that records a CUDA graph, which only happens once."""
+    seconds = []
+
+    def timed_call():
+        start = timeit.default_timer()
+        call()
+        synchronize(device)
+        seconds.append(timeit.default_timer() - start)
+
+    peak = peak_bytes(timed_call, device)
+    return seconds[0], peak
+
+
 def synchronize(device):
     """Wait until the kernels queued on ``device`` have run (nothing to wait for on the CPU)."""
     if torch.device(device).type == "cuda":

@@ -109,9 +109,11 @@ def table(rows):
     return "\n".join(lines)
 
 
-def add_parser(commands, names):
-    parser = commands.add_parser("overhead", help="time model_jvp / model_vjp against the torch calls written by hand "
-                                                  "(one thread, thread CPU time, interleaved rounds)")
+def add_parser(commands, names, help_text):
+    parser = commands.add_parser("overhead", help=help_text,
+                                 description="Time each strategy's model_jvp and model_vjp against the torch calls "
+                                             "written by hand and the no-grad forward pass, on one thread, by thread "
+                                             "CPU time in interleaved rounds; print the ratios.")
     parser.add_argument("--models", type=names, default=list(DEFAULT_MODELS),
                         help="comma-separated zoo model/size (default: mlp/tiny,cnn/small,resnet/small)")
     parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default 21)")

@@ -14,20 +14,19 @@ and the asv benchmarks in ``suites/`` all use it.
 import functools
 import hashlib
 import itertools
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
 
 import torch
 
-from .. import jax_side, zoo
+from .. import jax_side, second_order, zoo
 from . import raw
 from ..registry import get_strategy, strategies
+from .cell import HVP_OPS, Prepared, closure, materials
 
 OPS = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 BATCH_OPS = ("batch_jvp", "batch_vjp")
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda")
-SEED = 0  # weights, inputs and vectors of every cell are drawn from it
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,8 @@ class Workload:
     device: str
     dtype: str
     k: int | None = None  # vectors per call, for the batch ops; None for the others
+    # the user's gvp_bench.Workload this cell measures (named in ``model``); None for a zoo model
+    source: object = field(default=None, compare=False, repr=False)
 
     def key(self):
         return (self.op, self.model, self.size, self.strategy, self.device, self.dtype, self.k)
@@ -64,13 +65,16 @@ class Suite:
     max_run_time: float     # seconds of samples at most, unless the samples are already stable
     timeout_s: float        # a cell (warm-up, timing, memory, forward) past this is recorded as timeout
     ops: tuple = OPS        # the ops measured
+    budget_s: float | None = None  # a cell one call of which would not fit this is skipped (bench.budget)
 
 
 SUITES = {suite.name: suite for suite in (
-    Suite("quick", "every strategy and op on five zoo models (CPU-friendly sizes), float32, k=8",
-          models=(("mlp", "tiny"), ("cnn", "tiny"), ("transformer", "tiny"), ("lstm", "tiny"),
-                  ("scalar5", "small")),
-          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60),
+    Suite("quick", "every strategy and op on the mlp, cnn and transformer at tiny size, the mlp at small size, "
+                   "where arithmetic dominates (784-256-256-10), and scalar5, float32, k=8; a cell that cannot be "
+                   "measured within its budget of seconds is skipped",
+          models=(("mlp", "tiny"), ("mlp", "small"), ("cnn", "tiny"), ("transformer", "tiny"), ("scalar5", "small")),
+          cuda_models=(), ks=(8,), dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60,
+          budget_s=3),
     Suite("full", "every zoo model at small and medium size (and large on CUDA), k in 1, 8, 32, "
                   "float32 and float64",
           models=tuple(itertools.product(zoo.names(), ("small", "medium"))),
@@ -85,7 +89,24 @@ SUITES = {suite.name: suite for suite in (
                    "one point pay for a set-up per call (linearize's tracing, jacrev_chunked's J), float32",
           models=(("mlp", "tiny"), ("cnn", "tiny")), cuda_models=(), ks=(1, 4, 16, 64, 256), dtypes=("float32",),
           min_run_time=0.05, max_run_time=0.15, timeout_s=30, ops=BATCH_OPS),
+    Suite("second_order", "Hessian-vector products of ½‖model(x)‖² by every HVP strategy, single and k=8, on "
+                          "the tiny mlp and cnn and the small scalar5, float32",
+          models=(("mlp", "tiny"), ("cnn", "tiny"), ("scalar5", "small")), cuda_models=(), ks=(8,),
+          dtypes=("float32",), min_run_time=0.05, max_run_time=0.15, timeout_s=60, ops=HVP_OPS),
+    Suite("scaling", "how cost grows: every strategy and op on the mlp, cnn and transformer at every zoo size, "
+                     "float32, k=8; a cell that cannot be measured within its budget of seconds is skipped",
+          models=tuple(itertools.product(("mlp", "cnn", "transformer"), zoo.SIZES)), cuda_models=(), ks=(8,),
+          dtypes=("float32",), min_run_time=0.05, max_run_time=0.3, timeout_s=120, budget_s=10),
 )}
+
+
+def _family(op):
+    """The strategies that compute ``op``: the HVP strategies for the HVP ops, the registered ones otherwise."""
+    return second_order.hvp_strategies() if op in HVP_OPS else strategies()
+
+
+def _batched(op):
+    return op in BATCH_OPS or op == "batch_hvp"
 
 
 def _choose(kind, requested, valid):
@@ -103,16 +124,18 @@ def get_suite(name):
     return SUITES[_choose("suite", [name], SUITES)[0]]
 
 
-def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, jax=False):
-    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all).
+def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strategy_names=None, ks=None, jax=False):
+    """The suite's workloads on ``devices``, in a fixed order, narrowed by the filters (None: all; ``ks``
+    replaces the suite's vectors per call of the batch ops).
 
     ``jax``: also the JAX side-by-side cells (gvp_bench.jax_side), for the models, ops and devices
     JAX has them for; none where JAX is not installed.
     """
     models = _choose("model", models, zoo.names())
-    ops = [op for op in _choose("op", ops, OPS) if op in suite.ops]
-    strategy_names = _choose("strategy", strategy_names,
-                             strategies() + list(raw.STRATEGIES) + (list(jax_side.STRATEGIES) if jax else []))
+    ops = [op for op in _choose("op", ops, OPS + HVP_OPS) if op in suite.ops]
+    jax_names = list(jax_side.STRATEGIES) if jax else []
+    valid_names = list(dict.fromkeys(strategies() + jax_names + second_order.hvp_strategies() + list(raw.STRATEGIES)))
+    chosen_names = _choose("strategy", strategy_names, valid_names)
     dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
     devices = _choose("device", devices, DEVICES)
     cells = []
@@ -121,10 +144,11 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
         for dtype, (model, size), op in itertools.product(dtypes, pairs, ops):
             if model not in models:
                 continue
-            for k in suite.ks if op in BATCH_OPS else (None,):
-                cells += [Workload(op, model, size, name, device, dtype, k) for name in strategy_names
-                          if framework(name) == "torch" or op in raw.STRATEGIES.get(name, ())
-                          or jax_side.measures(name, op, model, device)]
+            names = [name for name in chosen_names
+                     if name in _family(op) + jax_names or op in raw.STRATEGIES.get(name, ())]
+            for k in (ks or suite.ks) if _batched(op) else (None,):
+                cells += [Workload(op, model, size, name, device, dtype, k) for name in names
+                          if framework(name) != jax_side.FRAMEWORK or jax_side.measures(name, op, model, device)]
     return cells
 
 
@@ -141,41 +165,6 @@ def shard(workloads, index, count):
     return [workload for workload in workloads if owner(workload) == index]
 
 
-@dataclass
-class Prepared:
-    """A cell ready to measure: the product call, its strategy, and the plain forward of the same workload.
-
-    A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
-    and its memory is JAX's own, which torch's counters do not see. Nor has a hand-written torch
-    call (``framework`` "torch-raw").
-    """
-
-    workload: Workload
-    strategy: object
-    product: Callable
-    forward: Callable
-    framework: str = "torch"
-
-    def workarounds(self):
-        """The workarounds the strategy needed in its latest call."""
-        return list(self.strategy.last_workarounds) if self.strategy is not None else []
-
-    def chunking(self):
-        """The chunk size and memory budget of the latest call (gvp_bench.chunking), None where it does not chunk."""
-        return dict(chunk_size=getattr(self.strategy, "last_chunk_size", None),
-                    memory_budget_bytes=getattr(self.strategy, "last_memory_budget_bytes", None))
-
-
-def _vectors(op, params, output, k, draw):
-    """The vectors op multiplies by: tangents shaped like the params, or cotangents like the output."""
-    batch = (k,) if op in BATCH_OPS else ()
-    if op == "full_jacobian":
-        return ()
-    if op.endswith("jvp"):
-        return ([draw(batch + tuple(p.shape)) for p in params],)
-    return (draw(batch + tuple(output.shape)),)
-
-
 @functools.cache
 def sizes(model, size):
     """The fields of a row that say how big its workload is (auto's results lookup compares them):
@@ -184,18 +173,11 @@ def sizes(model, size):
     return dict(parameters=entry.parameter_count, outputs=entry.output_size)
 
 
-def materials(workload):
-    """The zoo model (eval mode) of ``workload`` and the vectors its op multiplies by, drawn from :data:`SEED`."""
-    dtype = getattr(torch, workload.dtype)
-    entry = zoo.build(workload.model, workload.size, seed=SEED, device=workload.device, dtype=dtype)
-    with torch.no_grad():
-        output = entry.func()()
-    generator = torch.Generator().manual_seed(SEED)
-
-    def draw(shape):
-        return torch.randn(shape, generator=generator, dtype=dtype).to(workload.device)
-
-    return entry, _vectors(workload.op, entry.params, output, workload.k, draw)
+def measured_sizes(workload):
+    """:func:`sizes` of the cell's zoo model, or of the user's workload it measures."""
+    if workload.source is None:
+        return sizes(workload.model, workload.size)
+    return dict(parameters=workload.source.parameter_count, outputs=workload.source.output_size)
 
 
 def framework(strategy_name):
@@ -207,22 +189,41 @@ def framework(strategy_name):
 
 
 def prepare(workload):
-    """Build ``workload``'s zoo model (eval mode) and vectors from :data:`SEED`; the calls to measure."""
+    """Build ``workload``'s zoo model (eval mode) and vectors (gvp_bench.bench.cell); the calls to measure."""
     if framework(workload.strategy) == jax_side.FRAMEWORK:
         from ..jax_side.cells import prepare as prepare_jax  # imports JAX: only for its cells
 
         return prepare_jax(workload)
     entry, vectors = materials(workload)
-    strategy = None if framework(workload.strategy) == raw.FRAMEWORK else get_strategy(workload.strategy)
-    if strategy is None:
+    if workload.op in HVP_OPS:
+        return Prepared(workload, None, _hvp_product(workload, entry, vectors), _forward(entry))
+    if framework(workload.strategy) == raw.FRAMEWORK:
         product = functools.partial(raw.BUILDERS[workload.strategy](entry.model), entry.x, *vectors)
-    elif workload.op.startswith("model_"):
+        return Prepared(workload, None, product, _forward(entry), raw.FRAMEWORK)
+    strategy = get_strategy(workload.strategy)
+    if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)
     else:
-        product = functools.partial(getattr(strategy, workload.op), entry.func(), entry.params, *vectors)
+        product = functools.partial(getattr(strategy, workload.op), closure(entry), entry.params, *vectors)
+    if workload.source is not None:
+        return Prepared(workload, strategy, product, entry.forward)
 
+    return Prepared(workload, strategy, product, _forward(entry))
+
+
+def _forward(entry):
     @torch.no_grad()
     def forward():
         return entry.model(entry.x)
+    return forward
 
-    return Prepared(workload, strategy, product, forward, framework(workload.strategy))
+
+def _hvp_product(workload, entry, vectors):
+    """The HVP op's call: gvp_bench.hvp / batch_hvp of ½‖model(x)‖² by the workload's HVP strategy."""
+    output = entry.func()
+
+    def loss():
+        return output().pow(2).sum() / 2
+
+    return functools.partial(getattr(second_order, workload.op), loss, entry.params, *vectors,
+                             strategy=workload.strategy)

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UnsupportedError
+from ..precision import strict_fp32
 from ..registry import get_strategy
+from ..second_order import batch_hvp, hvp
+from .cases import HVP_FUNCTIONS
 from .oracle import gradient_of_contraction, oracle
 
 TOLERANCES = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-6, atol=1e-8)}
@@ -22,14 +25,24 @@ BATCH = 3
 
 @dataclass
 class Outcome:
-    status: str  # "pass", "fail" or "unsupported"
+    status: str  # "pass", "fail", "unsupported" or "refused"
     detail: str = ""
 
 
 def run_cell(strategy_name, case, function, dtype, device):
-    """Check one cell; the outcome says pass, fail (with what differed) or unsupported (with why)."""
+    """Check one cell; the outcome says pass, fail (with what differed), unsupported (with why) or refused (a
+    case every strategy must refuse, refused with the expected error).
+
+    The cell runs with TF32 off (gvp_bench.precision.strict_fp32): float32 results are compared with a
+    float64 oracle at tolerances TF32's 10-bit mantissa cannot meet. The previous settings are restored."""
     try:
-        _check_cell(get_strategy(strategy_name), case, function, dtype, device)
+        with strict_fp32():
+            if case.refused is not None:
+                return _check_refused(get_strategy(strategy_name), case, function, dtype, device)
+            if function in HVP_FUNCTIONS:
+                _check_hvp(strategy_name, case, function, dtype, device)
+                return Outcome("pass")
+            _check_cell(get_strategy(strategy_name), case, function, dtype, device)
     except UnsupportedError as error:
         return Outcome("unsupported", error.reason)
     except AssertionError as error:
@@ -213,3 +226,48 @@ def _check_cell(strategy, case, function, dtype, device):
         cell.check_second_order(function)
     for name, buffer in _buffers(cell.problem).items():
         assert torch.equal(buffer, before[name]), f"{function} changed the model's buffer {name!r}"
+
+
+def _check_refused(strategy, case, function, dtype, device):
+    """A case every strategy must refuse: the function raises the case's error type with its words."""
+    error_type, words = case.refused
+    problem = case.problem(dtype, device)
+    params = problem.params
+    tangents = [torch.zeros_like(p) for p in params]
+    with torch.no_grad():
+        cotangent = torch.zeros_like(problem.func())
+    arguments = {
+        "jvp": (problem.func, params, tangents), "vjp": (problem.func, params, cotangent),
+        "batch_jvp": (problem.func, params, [t.unsqueeze(0) for t in tangents]),
+        "batch_vjp": (problem.func, params, cotangent.unsqueeze(0)), "full_jacobian": (problem.func, params),
+        "model_jvp": (problem.model, problem.x, tangents), "model_vjp": (problem.model, problem.x, cotangent),
+    }
+    try:
+        getattr(strategy, function)(*arguments[function])
+    except error_type as error:
+        assert words in str(error), f"{function} raised {error_type.__name__} without {words!r}: {error}"
+        return Outcome("refused", f"{error_type.__name__}: {error}")
+    raise AssertionError(f"{function} did not raise {error_type.__name__} ({words})")
+
+
+def _check_hvp(strategy_name, case, function, dtype, device):
+    """hvp / batch_hvp of a scalar case: each H v is the gradient of <v, ∇f> by finite differences of the
+    oracle's Jacobian (the gradient), with every form of v."""
+    cell = _Cell(None, case, dtype, device)
+    params = cell.problem.params
+    expected = torch.stack([gradient_of_contraction(case, torch.device(device).type, row.reshape(1, -1))
+                            for row in cell.vs])
+    if function == "hvp":
+        for form, v in _tangent_forms(cell.cast(cell.vs[0]), params).items():
+            result = _as_list(hvp(cell.problem.func, params, v, strategy=strategy_name), params, f"hvp with {form} v")
+            for index, (r, e, p) in enumerate(zip(result, _split(expected[0], params), params)):
+                what = f"hvp with {form} v, params[{index}]"
+                _check_result(what, r, p.shape, dtype, device, False)
+                _close(what, r, e, dtype, SECOND_ORDER_TOLERANCES)
+        return
+    for form, vs in _tangent_forms(cell.cast(cell.vs), params).items():
+        result = batch_hvp(cell.problem.func, params, vs, strategy=strategy_name)
+        for index, (r, e, p) in enumerate(zip(result, _split(expected, params), params)):
+            what = f"batch_hvp with {form} vs, params[{index}]"
+            _check_result(what, r, (BATCH,) + tuple(p.shape), dtype, device, False)
+            _close(what, r, e, dtype, SECOND_ORDER_TOLERANCES)

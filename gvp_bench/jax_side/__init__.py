@@ -10,10 +10,9 @@ have ``framework`` ``"jax"`` and one of :data:`STRATEGIES` as their strategy:
 - ``jax.jacfwd`` and ``jax.jacrev``: ``jax.jit`` of each, for full_jacobian.
 
 When JAX wins: where eager PyTorch is bound by per-operator overhead (small models, a GPU's
-launches), once the compilation is paid. On the loaded 2-core CPU the tiny mlp and scalar5 took
-1.5x to 27x less time than the fastest PyTorch strategy, after a first call of 60-400 ms; on an
-H100 jax.jit of jax.jvp took 0.167 ms for the 784-1024-1024-10 MLP at batch 256 against 0.92 ms
-for forward_dual (DESIGN.md).
+launches), once the compilation is paid: jax.jit compiles the whole product into one program,
+where eager PyTorch dispatches operator by operator. The report puts the JAX rows beside the
+fastest PyTorch strategy of each cell (docs/jax.md).
 
 The modules: :mod:`.models` (the four models in JAX, their weights converted from the torch
 model of the same seed), :mod:`.products` (the jitted products), :mod:`.cells` (a benchmark cell
@@ -25,6 +24,13 @@ import functools
 import importlib.util
 import os
 import sys
+
+# Set before any module of this package imports JAX (this one runs first): JAX's GPU backend then allocates
+# on demand instead of taking most of the device's memory up front, which would leave little to torch in the
+# same process (its memory budgets are fractions of what is free).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+INSTALL_CUDA = "pip install -e '.[jax-cuda]' (jax[cuda13], a GPU jaxlib)"
 
 FRAMEWORK = "jax"
 MODELS = ("mlp", "cnn", "scalar5", "elementwise")
@@ -56,6 +62,14 @@ def devices():
             continue
         found.append(device)
     return tuple(found)
+
+
+def missing_cuda_backend(devices_measured):
+    """Why the JAX rows on CUDA are left out, or None: JAX is installed and the run measures CUDA, but its
+    jaxlib has no GPU backend (the CPU jaxlib from PyPI)."""
+    if "cuda" not in devices_measured or not available() or "cuda" in devices():
+        return None
+    return f"JAX here has no CUDA backend (a CPU jaxlib), so no JAX rows on cuda; for them: {INSTALL_CUDA}"
 
 
 def measures(strategy, op, model, device):

@@ -9,14 +9,14 @@ compiled by the runner's first (warm-up) call, which the row keeps as ``first_ca
 
 import jax
 
-from ..bench.workloads import Prepared, materials
+from ..bench.cell import Prepared, materials
 from . import FRAMEWORK, measures
 from .models import convert, to_jax
 from .products import jitted
 
 
 def prepare(workload):
-    """The calls of a JAX cell (a :class:`gvp_bench.bench.workloads.Prepared` without strategy object)."""
+    """The calls of a JAX cell (a :class:`gvp_bench.bench.cell.Prepared` without strategy object)."""
     if not measures(workload.strategy, workload.op, workload.model, workload.device):
         raise ValueError(f"JAX side by side has no cell {workload}")
     entry, vectors = materials(workload)

@@ -6,20 +6,15 @@ for the torch params convert one to one. Each function mirrors its module in gvp
 operation by operation (the test checks the outputs agree); a zoo entry not here has no JAX row.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-# Before JAX starts a GPU backend: allocate on demand instead of taking most of the device's memory
-# up front, which would leave none to torch in the same process.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
+import jax
+import jax.numpy as jnp
+from jax import lax
 
 # float64 cells need it; every array here gets its dtype from the torch tensor it converts.
 jax.config.update("jax_enable_x64", True)

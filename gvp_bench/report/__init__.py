@@ -3,7 +3,8 @@ index.html and the PNG figures both show.
 
 The sections: what was read; the cells per strategy by status; an overview figure per device and
 dtype; the winner table; JAX side by side (where the results hold JAX rows); full_jacobian against
-output size; per model workload, its figures and its time and memory tables; every cell that did not run, with why; the machines; how it was
+output size; how cost grows with the parameter count (per model measured at two sizes or more);
+per model workload, its figures and its time and memory tables; every cell that did not run, with why; the machines; how it was
 measured. Results of several machines merge: the device then names the machine
 (``cpu @ AMD EPYC 7763 (2 cores)``).
 """
@@ -43,7 +44,9 @@ def _introduction(frame, cells):
                     if again else "")),
             Text("Every strategy is in every table. A cell that did not run shows its status where a number would "
                  "be: `unsupported` (the strategy cannot compute this product and says so instead of answering "
-                 "wrong), `error`, `oom` (out of memory) or `timeout`; the last section lists each with its reason."),
+                 "wrong), `error`, `oom` (out of memory), `timeout`, or `skipped` (one call would not fit the cell's "
+                 "time budget: not measured, no verdict on the strategy); the last section lists each with its "
+                 "reason."),
             Heading("Cells per strategy and status"),
             Table(tables.status_counts(cells), index=True)]
 
@@ -153,6 +156,9 @@ def write_report(paths, directory):
               *_jax(cells),
               *_section("full_jacobian against output size",
                         [plots.jacobian_growth(group, strategies, directory) for group in by_device]),
+              *_section("How cost grows with the parameters",
+                        [plots.scaling(group, strategies, directory)
+                         for _, group in cells.groupby(["device", "dtype", "model"], sort=True)]),
               *_models(cells, strategies, directory),
               *_failures(cells),
               Heading("Machines"), Table(tables.environment(frame), index=True),

@@ -1,7 +1,7 @@
 """The report's tables, as pandas DataFrames of display strings, from measured cells.
 
 Every strategy measured anywhere appears in every table that has a column or row per strategy;
-a cell that did not run shows its status (unsupported, error, oom, timeout) where a number
+a cell that did not run shows its status (unsupported, error, oom, timeout, skipped) where a number
 would be, and :func:`failures` lists each with its reason.
 """
 
@@ -9,6 +9,7 @@ import pandas as pd
 
 from .. import stats, units
 from ..measurements import AUTO, compiling, is_jax, is_raw, rankable, samples
+from ..results import STATUSES
 
 OP_ORDER = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 WORKLOAD = ["op", "model", "size", "k", "device", "dtype"]
@@ -71,7 +72,7 @@ def memory(cells):
 def status_counts(cells):
     """How many cells each strategy measured, by status: every strategy, whatever its results."""
     table = pd.crosstab(cells.strategy, cells.status).reindex(strategy_order(cells))
-    table = table.reindex(columns=[s for s in ("ok", "unsupported", "error", "oom", "timeout") if s in table])
+    table = table.reindex(columns=[s for s in STATUSES if s in table])
     return table.assign(total=table.sum(axis=1))
 
 

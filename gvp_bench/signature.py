@@ -1,10 +1,11 @@
-"""What identifies a workload for ``auto``: its signature (paid on every call) and its size.
+"""What identifies a workload: its signature (paid on every call) and its size.
 
-The signature is what a choice is cached under: the product, the params' shapes and dtype,
+The signature is what ``auto`` caches its choice under (and the contract the workarounds a
+workload needed, compiled its graphs, chunking its forward size): the product, the params' shapes and dtype,
 their device, the vectors' shapes (so the batch size k), ``create_graph``, and what the
 function is: its code object and the shapes of the tensors and the classes of the modules its
 closure captures (and the closures of the functions it captures, two levels down), so
-``model_jvp`` on two models, or on two input shapes, are two workloads. It costs 2-4 µs. Two workloads that share a signature
+``model_jvp`` on two models, or on two input shapes, are two workloads. Two workloads that share a signature
 share a choice, which can only cost speed: every strategy gives the same answer.
 
 The size (:class:`Workload`) is what results and the candidate filters compare: parameter
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..functional import call_with
+from .functional import call_with
 
 _CLOSURE_DEPTH = 2  # model_jvp's closure in train mode wraps the one in eval mode
 
