@@ -15,6 +15,8 @@ DESCRIPTION = ("Jacobian-vector products for PyTorch: check the strategies again
                "a zoo of models, and read the results (report, recommend, compare, targets).")
 DTYPES = ("float32", "float64")
 RUN_HELP = "measure time and peak memory of every strategy on a suite of workloads"
+OVERHEAD_HELP = ("time model_jvp / model_vjp against the torch calls written by hand "
+                 "(one thread, thread CPU time, interleaved rounds)")
 
 
 def _names(text):
@@ -281,6 +283,12 @@ def build_parser(command=None):
         bench_command.add_parser(commands, _names)
     else:
         commands.add_parser("run", help=RUN_HELP)
+    if command in (None, "overhead"):
+        from .bench import overhead as bench_overhead
+
+        bench_overhead.add_parser(commands, _names, OVERHEAD_HELP)
+    else:
+        commands.add_parser("overhead", help=OVERHEAD_HELP)
     return parser
 
 

@@ -18,11 +18,12 @@ import torch
 from .blind_spots import product_scope
 from .signature import signature
 from .errors import UnsupportedError, translate_missing_rules
+from .model_form import model_form
 from .process_state import left_as_found
 from .validation import (
     check_batch_tangents,
     check_func,
-    check_model,
+    check_model_form,
     check_params,
     check_tangents,
     keyed,
@@ -34,26 +35,43 @@ from .workarounds import WorkaroundWarning, workaround_for
 PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
 
 
-def model_closure(model, x):
+def model_closure(model, x, form=None):
     """``func`` for model_jvp / model_vjp: ``model(x)`` with the model's buffers protected.
 
-    The call runs on fresh copies of the buffers, so whatever it updates in place (BatchNorm
-    running statistics in train mode) lands on the copies: the model's buffers are exactly as
+    The call runs on fresh copies of the buffers it can update in place (BatchNorm running
+    statistics in train mode; see gvp_bench.model_form), so the model's buffers are exactly as
     before, and torch.func transforms never see a captured tensor mutated. In train mode every
     call of the closure starts from the same random state, drawn once when the closure is made:
     dropout uses one mask for the whole product, however many forward passes a strategy makes.
+
+    The closure also takes replacements of the model's trainable params, ``call_model(replacements)``,
+    swapped in the modules for the call; ``call_model.trainable_params()``
+    says which params those replace (none where the model keeps a param elsewhere too) (gvp_bench.functional.call_with uses both), and
+    ``call_model.model_form()`` gives the model's form. ``form``: the model's
+    form (gvp_bench.model_form) just checked, for a closure made for one call; by default each call
+    of the closure takes the model's current form.
     """
-    call_model = buffers_protected_call(model, x)
-    if not model.training:
-        return call_model
-    random_state = one_random_state(model)
+    random_state = one_random_state(model) if model.training else None
 
-    def call_model_with_one_random_state():
+    current_form = (lambda: form) if form is not None else (lambda: model_form(model))
+    traced_call = buffers_protected_call(model, x)  # under torch.compile, which cannot trace a form's snapshot
+
+    def call(replacements=None):
+        if torch.compiler.is_compiling():
+            return traced_call()  # call_with substitutes the params there: no replacements
+        return current_form().call(model, x, replacements)
+
+    def call_model(replacements=None):
+        if random_state is None:
+            return call(replacements)
         with random_state():
-            return call_model()
+            return call(replacements)
 
-    call_model_with_one_random_state.gvp_bench_random_state = (call_model, random_state)
-    return call_model_with_one_random_state
+    for closure in (call, call_model):  # call: the same without the random state, for split_random_state
+        closure.trainable_params = lambda: current_form().swappable_params
+        closure.model_form = current_form
+    call_model.gvp_bench_random_state = (call, random_state)
+    return call_model
 
 
 def split_random_state(func):
@@ -99,9 +117,9 @@ def _finish(results, create_graph):
     """A strategy's results as documented: a tensor, or a list of dense tensors (strategies may return any
     sequence; autograd gives nn.Embedding(sparse=True) sparse gradients), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
-        return results if create_graph else results.detach()
+        return results if create_graph or not results.requires_grad else results.detach()
     results = [r.to_dense() if r.is_sparse else r for r in results]
-    return [r if create_graph else r.detach() for r in results]
+    return [r if create_graph or not r.requires_grad else r.detach() for r in results]
 
 
 class Strategy(abc.ABC):
@@ -165,7 +183,7 @@ class Strategy(abc.ABC):
         with product_scope(self.name, product, params):
             while True:
                 try:
-                    with left_as_found(), contextlib.ExitStack() as scope:
+                    with left_as_found(), contextlib.ExitStack() if needed else contextlib.nullcontext() as scope:
                         for workaround in needed:
                             scope.enter_context(workaround.context())
                         with translate_missing_rules(self.name):
@@ -190,6 +208,9 @@ class Strategy(abc.ABC):
         """J v for func at params; a tensor shaped like func()'s output."""
         check_func(func)
         keys, params = param_keys(params), check_params(params)
+        return self._checked_jvp(func, params, v, create_graph, keys)
+
+    def _checked_jvp(self, func, params, v, create_graph, keys=None):
         tangents = check_tangents(v, params, keys=keys)
         return _finish(self.compute("jvp", func, params, tangents, create_graph), create_graph)
 
@@ -198,6 +219,9 @@ class Strategy(abc.ABC):
         a dict under the same keys when params is a dict."""
         check_func(func)
         keys, params = param_keys(params), check_params(params)
+        return self._checked_vjp(func, params, v, create_graph, keys)
+
+    def _checked_vjp(self, func, params, v, create_graph, keys=None):
         grads = _finish(self.compute("vjp", func, params, v, create_graph), create_graph)
         if keys is not None:
             return keyed(grads, keys)
@@ -205,13 +229,13 @@ class Strategy(abc.ABC):
 
     def model_jvp(self, model, x, v, create_graph=False):
         """J v for model(x) with respect to the model's parameters that require grad."""
-        params = check_model(model, x)
-        return self.jvp(model_closure(model, x), params, v, create_graph)
+        form = check_model_form(model, x)
+        return self._checked_jvp(model_closure(model, x, form), form.params, v, create_graph)
 
     def model_vjp(self, model, x, v, create_graph=False):
         """vᵀJ for model(x) with respect to the model's parameters that require grad."""
-        params = check_model(model, x)
-        return self.vjp(model_closure(model, x), params, v, create_graph)
+        form = check_model_form(model, x)
+        return self._checked_vjp(model_closure(model, x, form), form.params, v, create_graph)
 
     def batch_jvp(self, func, params, vs, create_graph=False):
         """J v for each vector of the batch vs; a (batch, *output shape) tensor."""

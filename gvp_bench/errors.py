@@ -5,7 +5,6 @@ Bad input is a ``ValueError`` (wrong count, shape, device, batch size) or a ``Ty
 cannot compute a product raises :class:`UnsupportedError` naming the operator or feature.
 """
 
-import contextlib
 import re
 
 
@@ -46,18 +45,24 @@ _MISSING_RULES = [
 _OPERATOR_NAMES = {"cudnn RNN": "_cudnn_rnn_backward"}
 
 
-@contextlib.contextmanager
-def translate_missing_rules(strategy):
-    """Turn torch's "no formula for operator X" errors into :class:`UnsupportedError` naming X."""
-    try:
-        yield
-    except (NotImplementedError, RuntimeError) as error:
-        if isinstance(error, UnsupportedError):
-            raise
+class translate_missing_rules:
+    """Turn torch's "no formula for operator X" errors into :class:`UnsupportedError` naming X.
+
+    A context manager (a class rather than a generator: it is entered on every product)."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if not isinstance(error, (NotImplementedError, RuntimeError)) or isinstance(error, UnsupportedError):
+            return False
         message = str(error)
         for pattern, what in _MISSING_RULES:
             match = pattern.search(message)
             if match:
                 operator = _OPERATOR_NAMES.get(match.group(1), match.group(1)).strip("'\".,")
-                raise UnsupportedError(strategy, f"operator {operator} {what}", operator) from error
-        raise
+                raise UnsupportedError(self.strategy, f"operator {operator} {what}", operator) from error
+        return False

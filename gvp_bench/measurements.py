@@ -18,6 +18,7 @@ from .results import CELL_KEY, ResultsError, load
 SETTINGS = ("threads", "measure", "torch")  # set-up of a run that makes its figures differ on one machine
 AUTO = "auto"  # the strategy that hands each call to one of the others: measured, never ranked against them
 JAX = "jax"  # the framework of the JAX side-by-side rows: shown next to the strategies, never ranked among them
+RAW = "torch-raw"  # the torch calls written by hand (gvp_bench.bench.raw): shown next to the strategies, never ranked
 
 
 def is_jax(cells):
@@ -25,9 +26,14 @@ def is_jax(cells):
     return cells.framework.eq(JAX).fillna(False).astype(bool)
 
 
+def is_raw(cells):
+    """Which rows are the hand-written torch calls (reference rows for the wrapper's cost)."""
+    return cells.framework.eq(RAW).fillna(False).astype(bool)
+
+
 def rankable(cells):
-    """The rows of the PyTorch strategies a user can pick: neither auto nor a JAX row."""
-    return cells[(cells.strategy != AUTO) & ~is_jax(cells)]
+    """The rows of the PyTorch strategies a user can pick: neither auto, nor a JAX row, nor a hand-written call."""
+    return cells[(cells.strategy != AUTO) & ~is_jax(cells) & ~is_raw(cells)]
 
 
 def compiling(cells):

@@ -8,8 +8,9 @@ ratio) and the same dtype are preferred, and a difference is said; among equals,
 where most strategies ran, then the larger k (where the choice matters more), then the latest.
 
 The strategies that ran are ranked by median time; ``auto`` is shown against the best but not
-ranked (it hands each call to one of the others), and so are the JAX side-by-side rows (what JAX
-would take; not a PyTorch strategy to use); those that did not run are listed with why. The
+ranked (it hands each call to one of the others), and so are the hand-written torch calls (what
+the technique costs without gvp-bench's wrapper) and the JAX side-by-side rows (what JAX would
+take; not a PyTorch strategy to use); those that did not run are listed with why. The
 recommendation leads with the fastest strategy that does not compile, unless compiling is
 allowed: a faster compiling one (``costly_first_call``) is mentioned with what its first call
 cost and after how many calls it pays for it. When the top two's samples overlap, they are
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import stats, units
-from .measurements import AUTO, compiling, is_jax, rankable, samples, workload
+from .measurements import AUTO, compiling, is_jax, is_raw, rankable, samples, workload
 from .zoo import SIZES
 
 FIELDS = ("size", "device", "dtype", "k")  # what is reported of the workload used
@@ -135,7 +136,8 @@ def recommend(cells, op, model, size=None, device=None, dtype=None, k=None, allo
     groups = [group for _, group in candidates.groupby(["machine", *FIELDS], dropna=False)]
     chosen = min(groups, key=lambda group: _preference(group, request))
     ok = chosen[chosen.status == "ok"]
-    order = [rankable(ok).sort_values("median_s"), ok[ok.strategy == AUTO], ok[is_jax(ok)].sort_values("median_s"),
+    order = [rankable(ok).sort_values("median_s"), ok[ok.strategy == AUTO], ok[is_raw(ok)].sort_values("median_s"),
+             ok[is_jax(ok)].sort_values("median_s"),
              chosen[chosen.status != "ok"].sort_values("strategy")]
     return Recommendation(request, pd.concat(order).reset_index(drop=True), allow_compile)
 

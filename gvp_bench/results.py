@@ -27,7 +27,8 @@ STATUSES = ("ok", "unsupported", "error", "oom", "timeout", "skipped")
 CELL_KEY = ("op", "model", "size", "strategy", "device", "dtype", "k")
 CELL_FIELDS = CELL_KEY + (
     "status",            # one of STATUSES (skipped: one call would not fit the cell's time budget, gvp_bench.bench.budget)
-    "framework",         # "torch" for the strategies; "jax" for the JAX side-by-side rows (gvp_bench.jax_side)
+    "framework",         # "torch" for the strategies; "jax" for the JAX side-by-side rows (gvp_bench.jax_side);
+                         # "torch-raw" for the torch calls written by hand (gvp_bench.bench.raw)
     "parameters",        # P: elements in the params differentiated (the zoo entry's parameter_count)
     "outputs",           # M: elements in func()'s output (the zoo entry's output_size)
     "first_call_s",      # the cell's first call, seconds: includes compilation (compiled strategies), calibration (auto)

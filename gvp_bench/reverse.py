@@ -1,9 +1,13 @@
 """Reverse-mode building blocks on torch.autograd.grad, shared by the autograd-based strategies."""
 
+import operator
+
 import torch
 
 from .functional import call_with
 from .validation import check_cotangent
+
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 def forward_with_graph(func, params):
@@ -12,7 +16,8 @@ def forward_with_graph(func, params):
     Params that require grad are used as they are (so create_graph results stay connected to
     them); the others are replaced for the call by detached leaves that do.
     """
-    live = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in params)
+    live = params if all(map(_REQUIRES_GRAD, params)) else tuple(
+        p if p.requires_grad else p.detach().requires_grad_() for p in params)
     return call_with(func, params, live), live
 
 

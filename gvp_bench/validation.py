@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .blind_spots import check_distinct_storage, check_supported_dtype
+from .model_form import model_form
 
 
 def check_func(func):
@@ -84,12 +85,18 @@ def check_output(output):
 
 def check_model(model, x):
     """A module and the trainable parameters model_jvp / model_vjp differentiate with respect to."""
+    return check_model_form(model, x).params
+
+
+def check_model_form(model, x):
+    """check_model, returning the module's functional form (gvp_bench.model_form): its trainable params
+    (floating-point and distinct, as check_params requires) and how to call it with replacements."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    params = tuple(p for p in model.parameters() if p.requires_grad)
-    if not params:
+    form = model_form(model)
+    if not form.params:
         raise ValueError("model has no parameters that require grad; there is nothing to differentiate")
-    return params
+    return form
 
 
 def _check_like(name, tensor, like, shape):

@@ -18,18 +18,23 @@ input's missing tangent as a materialised zero tensor, one matrix product that d
 work; elementwise tangent arithmetic and the fixed cost of dual tensors come on top.
 """
 
+from contextlib import nullcontext
+
 import torch
 import torch.autograd.forward_ad as fwAD
 
 from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Strategy, Unsupported, call_with,
                            check_batch_cotangents, forward_mode_jacobian, forward_with_graph, grad_or_zeros,
                            primals_of, reverse_vjp)
+from gvp_bench.linear_rule import constant_input_rule
 
 
 def _dual_pass(func, params, tangents, create_graph):
     """func() with dual params; returns (output, J v)."""
     primals = primals_of(params, create_graph)
-    with fwAD.dual_level():
+    form = getattr(func, "model_form", None)  # a model closure: its large linear layers skip zero tangents
+    rule = constant_input_rule(form().large_linears) if form is not None and not create_graph else nullcontext()
+    with fwAD.dual_level(), rule:
         duals = tuple(fwAD.make_dual(p, t) for p, t in zip(primals, tangents))
         output, tangent = fwAD.unpack_dual(call_with(func, params, duals))
     return output, torch.zeros_like(output) if tangent is None else tangent

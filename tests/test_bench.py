@@ -14,7 +14,7 @@ import torch
 
 import gvp_bench
 from gvp_bench import cli
-from gvp_bench.bench import measure, workloads
+from gvp_bench.bench import measure, raw, workloads
 from gvp_bench.bench.machine import fingerprint
 from gvp_bench.bench.runner import CellTimeout, time_limit
 from gvp_bench.results import CELL_FIELDS, ResultsError, ResultsWarning, ResultsWriter, cell_key, load, read
@@ -37,7 +37,9 @@ def keys(path):
 
 def test_the_quick_suite_covers_every_strategy_and_op_on_at_least_four_models():
     cells = workloads.expand(QUICK)
-    assert {cell.strategy for cell in cells} == set(gvp_bench.strategies())
+    assert {cell.strategy for cell in cells} == set(gvp_bench.strategies()) | set(raw.STRATEGIES)
+    assert {(cell.strategy, cell.op) for cell in cells if cell.strategy in raw.STRATEGIES} == {
+        (name, op) for name, ops in raw.STRATEGIES.items() for op in ops}
     assert {cell.op for cell in cells} == set(workloads.OPS)
     assert len({cell.model for cell in cells}) >= 4
     assert all((cell.k is not None) == (cell.op in workloads.BATCH_OPS) for cell in cells)

@@ -134,9 +134,10 @@ def test_auto_is_scored_against_the_best_it_chooses_from_by_default(tmp_path):
 
 def test_each_strategy_has_one_colour_in_every_figure():
     from gvp_bench import strategies
+    from gvp_bench.bench import raw
     from gvp_bench.report import plots
 
-    known = strategies() + ["jax.jit", "jax.jacfwd", "jax.jacrev"]
+    known = strategies() + ["jax.jit", "jax.jacfwd", "jax.jacrev"] + list(raw.STRATEGIES)
     colours = [plots.colour(name) for name in known]
     assert len(set(colours)) == len(colours), "two strategies share a colour"
     assert plots.colour("third_party") == plots.colour("third_party") in plots.SPARE_COLOURS

@@ -28,7 +28,7 @@ import math
 import timeit
 
 from .. import units
-from ..measurements import AUTO
+from ..measurements import AUTO, JAX
 from .workloads import BATCH_OPS
 
 CALLS = 4  # calls of the product a cell's measurement makes at the least (see the module docstring)
@@ -62,7 +62,8 @@ def sequential_passes(strategy, op, parameters, outputs, k):
 def sets_up(cell):
     """Whether the first call of the prepared ``cell`` sets up what later calls reuse: compiling
     (torch.compile, JAX's jit) or auto's calibration."""
-    return cell.framework != "torch" or cell.workload.strategy == AUTO or cell.strategy.costly_first_call
+    return (cell.framework == JAX or cell.workload.strategy == AUTO
+            or getattr(cell.strategy, "costly_first_call", False))  # no strategy object: an HVP or hand-written call
 
 
 class Budget:

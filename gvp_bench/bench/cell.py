@@ -21,7 +21,8 @@ class Prepared:
 
     A JAX side-by-side cell (``framework`` "jax") has no strategy object: no workarounds to report,
     and its memory is JAX's own, which torch's counters do not see. Nor has an HVP cell (its strategy is
-    a name of gvp_bench.second_order).
+    a name of gvp_bench.second_order), nor a hand-written torch call (``framework`` "torch-raw",
+    gvp_bench.bench.raw).
     """
 
     workload: object  # the gvp_bench.bench.workloads.Workload measured

@@ -166,7 +166,18 @@ def _own_cells(args):
 
 
 def main(args):
-    """Run the command; the exit code (130 when interrupted)."""
+    """Run the command; the exit code (130 when interrupted). With JAX rows, XLA gets torch's thread count
+    (gvp_bench.jax_side.match_threads) for the run."""
+    threads = args.threads or torch.get_num_threads()
+    pinned_from = jax_side.match_threads(threads) if args.jax is not False and jax_side.available() else None
+    try:
+        return _run(args)
+    finally:
+        if pinned_from is not None:
+            os.sched_setaffinity(0, pinned_from)
+
+
+def _run(args):
     from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
 
     suite = get_suite(args.suite)
@@ -225,4 +236,5 @@ def main(args):
         raise ResultsError(f"{path}: cannot write the results file: {error.strerror or error}") from None
     finally:
         torch.set_num_threads(threads_before)
+
     return 0

@@ -149,7 +149,7 @@ def _measure(workload, settings, parameters, outputs):
         return dict(common, **callgrind.count_cell(cell))
     timing = time_call(cell.product)
     # torch's allocator counters do not see JAX's buffers: a jax row's peak is left unmeasured
-    if capture_s is None and cell.framework == "torch":
+    if capture_s is None and cell.framework != jax_side.FRAMEWORK:
         peak = measure.peak_bytes(cell.product, workload.device)
     forward = time_call(cell.forward)
     return dict(common, median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, samples_s=timing.samples_s,
@@ -161,7 +161,7 @@ def _measure(workload, settings, parameters, outputs):
 def cell_row(workload, settings):
     """The fields of ``workload``'s row known before measuring: its key, framework, threads and sizes."""
     kind = framework(workload.strategy)
-    threads = settings.threads if kind == "torch" else jax_side.pool_threads()
+    threads = jax_side.pool_threads() if kind == jax_side.FRAMEWORK else settings.threads
     return dict(zip(CELL_KEY, workload.key()), framework=kind, threads=threads, **measured_sizes(workload))
 
 

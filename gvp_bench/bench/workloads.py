@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import jax_side, second_order, zoo
+from . import raw
 from ..registry import get_strategy, strategies
 from .cell import HVP_OPS, Prepared, closure, materials
 
@@ -133,7 +134,7 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
     models = _choose("model", models, zoo.names())
     ops = [op for op in _choose("op", ops, OPS + HVP_OPS) if op in suite.ops]
     jax_names = list(jax_side.STRATEGIES) if jax else []
-    valid_names = list(dict.fromkeys(strategies() + jax_names + second_order.hvp_strategies()))
+    valid_names = list(dict.fromkeys(strategies() + jax_names + second_order.hvp_strategies() + list(raw.STRATEGIES)))
     chosen_names = _choose("strategy", strategy_names, valid_names)
     dtypes = _choose("dtype", dtypes, DTYPES) if dtypes is not None else list(suite.dtypes)
     devices = _choose("device", devices, DEVICES)
@@ -143,10 +144,11 @@ def expand(suite, *, devices=("cpu",), dtypes=None, models=None, ops=None, strat
         for dtype, (model, size), op in itertools.product(dtypes, pairs, ops):
             if model not in models:
                 continue
-            names = [name for name in chosen_names if name in _family(op) + jax_names]
+            names = [name for name in chosen_names
+                     if name in _family(op) + jax_names or op in raw.STRATEGIES.get(name, ())]
             for k in (ks or suite.ks) if _batched(op) else (None,):
                 cells += [Workload(op, model, size, name, device, dtype, k) for name in names
-                          if framework(name) == "torch" or jax_side.measures(name, op, model, device)]
+                          if framework(name) != jax_side.FRAMEWORK or jax_side.measures(name, op, model, device)]
     return cells
 
 
@@ -179,7 +181,10 @@ def measured_sizes(workload):
 
 
 def framework(strategy_name):
-    """``"jax"`` for the JAX side-by-side rows, ``"torch"`` for the strategies."""
+    """``"jax"`` for the JAX side-by-side rows, ``"torch-raw"`` for the hand-written torch calls
+    (gvp_bench.bench.raw), ``"torch"`` for the strategies."""
+    if strategy_name in raw.STRATEGIES:
+        return raw.FRAMEWORK
     return jax_side.FRAMEWORK if strategy_name in jax_side.STRATEGIES else "torch"
 
 
@@ -192,6 +197,9 @@ def prepare(workload):
     entry, vectors = materials(workload)
     if workload.op in HVP_OPS:
         return Prepared(workload, None, _hvp_product(workload, entry, vectors), _forward(entry))
+    if framework(workload.strategy) == raw.FRAMEWORK:
+        product = functools.partial(raw.BUILDERS[workload.strategy](entry.model), entry.x, *vectors)
+        return Prepared(workload, None, product, _forward(entry), raw.FRAMEWORK)
     strategy = get_strategy(workload.strategy)
     if workload.op.startswith("model_"):
         product = functools.partial(getattr(strategy, workload.op), entry.model, entry.x, *vectors)

@@ -23,6 +23,7 @@ imported without JAX installed.
 import functools
 import importlib.util
 import os
+import sys
 
 # Set before any module of this package imports JAX (this one runs first): JAX's GPU backend then allocates
 # on demand instead of taking most of the device's memory up front, which would leave little to torch in the
@@ -77,6 +78,20 @@ def measures(strategy, op, model, device):
 
 
 def pool_threads():
-    """The threads of XLA's CPU pool: it is sized by the CPUs this process may run on, whatever
-    torch's thread setting (run under ``taskset`` to limit both)."""
+    """The threads of XLA's CPU pool: it is sized by the CPUs this process may run on when JAX is
+    imported, whatever torch's thread setting (see :func:`match_threads`)."""
     return len(os.sched_getaffinity(0))
+
+
+def match_threads(threads):
+    """Give XLA's CPU pool as many threads as torch has: before JAX is imported, pin this process to
+    ``threads`` of the CPUs it may run on (as ``taskset`` would), since XLA sizes its pool by them.
+    (The XLA flags ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` left
+    three threads busy in jax.jit matrix products on the CPU.) Returns the CPUs the process could
+    run on before, to restore after the run; None where it pinned nothing (JAX already imported,
+    or no fewer threads than CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if "jax" in sys.modules or threads >= len(cpus):
+        return None
+    os.sched_setaffinity(0, cpus[:threads])
+    return cpus

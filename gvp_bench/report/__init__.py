@@ -94,8 +94,9 @@ def _jax(cells):
                  "fastest PyTorch strategy. Times are steady-state medians; the JAX first call, which compiles, "
                  "is kept apart. Forward passes are each framework's own (the torch forward, the jitted JAX "
                  "forward), both listed. `PyTorch / JAX` above 1x: JAX was faster. JAX's peak memory is not "
-                 "measured (torch's counters do not see it), and XLA sizes its CPU thread pool by the CPUs the "
-                 "process may use, whatever `--threads`."),
+                 "measured (torch's counters do not see it). XLA runs on as many CPU threads as torch: the run "
+                 "pins itself to `--threads` CPUs before JAX is imported (XLA sizes its pool by them); each "
+                 "row's `threads` says how many."),
             Table(table)]
 
 

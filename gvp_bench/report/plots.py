@@ -38,12 +38,14 @@ PASSES = FuncFormatter(lambda value, _: units.ratio(value))
 BYTES = FuncFormatter(lambda value, _: units.size_in_bytes(value))
 
 
-# One colour per strategy, the same in every figure of every report: the built-in strategies and the JAX rows.
+# One colour per strategy, the same in every figure of every report: the built-in strategies, the JAX rows and the
+# hand-written torch calls (gvp_bench.bench.raw).
 PALETTE = {
     "forward_dual": "#1f77b4", "func_vmap": "#ff7f0e", "double_backward": "#2ca02c", "jacrev_chunked": "#d62728",
     "linearize": "#9467bd", "reference_loop": "#8c564b", "autograd_functional": "#e377c2", "auto": "#222222",
     "compiled": "#bcbd22", "cuda_graphs": "#17becf",
     "jax.jit": "#393b79", "jax.jacfwd": "#7b4173", "jax.jacrev": "#e7ba52",
+    "raw.forward_ad": "#7f7f7f", "raw.func_jvp": "#c7c7c7", "raw.autograd_grad": "#843c39",
 }
 # Further strategies (third-party ones) take these, by a stable hash of their name: no two figures disagree.
 SPARE_COLOURS = ("#6b6ecf", "#b5cf6b", "#637939", "#ce6dbd", "#9c9ede", "#8ca252", "#bd9e39", "#e7969c",

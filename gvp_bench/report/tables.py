@@ -8,7 +8,7 @@ would be, and :func:`failures` lists each with its reason.
 import pandas as pd
 
 from .. import stats, units
-from ..measurements import AUTO, compiling, is_jax, rankable, samples
+from ..measurements import AUTO, compiling, is_jax, is_raw, rankable, samples
 from ..results import STATUSES
 
 OP_ORDER = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
@@ -22,10 +22,11 @@ def ordered(values, order=()):
 
 
 def strategy_order(cells):
-    """Strategies by name, then ``auto``, then the JAX side-by-side rows."""
-    jax = set(cells.strategy[is_jax(cells)])
-    names = [name for name in ordered(cells.strategy) if name not in jax]
-    return [name for name in names if name != AUTO] + [name for name in names if name == AUTO] + sorted(jax)
+    """Strategies by name, then ``auto``, then the hand-written torch calls, then the JAX side-by-side rows."""
+    jax, hand_written = set(cells.strategy[is_jax(cells)]), set(cells.strategy[is_raw(cells)])
+    names = [name for name in ordered(cells.strategy) if name not in jax | hand_written]
+    return ([name for name in names if name != AUTO] + [name for name in names if name == AUTO] + sorted(hand_written)
+            + sorted(jax))
 
 
 def op_order(cells):

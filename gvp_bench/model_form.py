@@ -1,0 +1,161 @@
+"""A module's functional form, worked out once per module and checked on every call.
+
+model_jvp and model_vjp need, on every call, the module's trainable params, where they sit (to
+call the module with replacements, as ``torch.func.functional_call`` does) and the buffers a
+forward pass can update in place (which the call protects by running on copies). Walking the module tree for these costs more than a small
+model's forward pass, so :func:`model_form` keeps them per module, and re-uses them only while a
+flat snapshot of the tree still matches: every submodule, param and buffer object in place,
+each module's training flag and hook counts, each param's requires_grad and dtype. Any change
+to the module (a param replaced or frozen, a layer added, ``.train()``, a hook registered)
+makes a new form.
+
+Which buffers a call can update: those of every module, except the normalisation layers of
+torch (BatchNorm, InstanceNorm, with torch's own forward) in eval mode, which only read their
+running statistics. Forward hooks (the module's or global ones) may update anything, so with
+any hook every buffer counts as updatable.
+"""
+
+import operator
+import weakref
+from itertools import chain
+
+import torch
+from torch import nn
+from torch.nn.modules import module as module_hooks
+
+from .blind_spots import check_distinct_storage, check_supported_dtype
+from .linear_rule import large_linear_layers
+
+# Forwards that update their module's buffers only in train mode.
+_EVAL_READ_ONLY_FORWARDS = frozenset({nn.modules.batchnorm._BatchNorm.forward, nn.SyncBatchNorm.forward,
+                                      nn.modules.instancenorm._InstanceNorm.forward})
+
+
+def _global_hook_count():
+    return len(module_hooks._global_forward_hooks) + len(module_hooks._global_forward_pre_hooks)
+
+
+_TRAINING = operator.attrgetter("training")
+_PARAM_FLAGS = operator.attrgetter("requires_grad", "dtype")
+
+
+class _Snapshot:
+    """The objects a form depends on (compared by identity) and their flags (compared by equality), read
+    with C-level iteration over dicts gathered once: it is taken on every call."""
+
+    def __init__(self, modules):
+        self.modules = modules
+        self.dicts = [d for m in modules for d in (m._modules, m._parameters, m._buffers)]
+        self.hooks = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
+        self.params = [p for m in modules for p in m._parameters.values() if p is not None]
+        self.objects, self.flags = self.read()
+
+    def read(self):
+        objects = list(chain.from_iterable(map(dict.values, self.dicts)))
+        flags = (list(map(_TRAINING, self.modules)), list(map(len, self.hooks)), list(map(_PARAM_FLAGS, self.params)),
+                 _global_hook_count())
+        return objects, flags
+
+    def still_holds(self):
+        objects, flags = self.read()
+        return len(objects) == len(self.objects) and all(map(operator.is_, objects, self.objects)) and flags == self.flags
+
+
+def _read_only_in_eval(module):
+    return not module.training and type(module).forward in _EVAL_READ_ONLY_FORWARDS
+
+
+def _keeps_elsewhere(param_ids):
+    """``keeps(module)``: whether the module holds one of the params (by id) in another attribute than its
+    parameter dict: a tensor, or an element of a list, tuple or dict."""
+
+    def holds(value):
+        if isinstance(value, torch.Tensor):
+            return id(value) in param_ids
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, (list, tuple)):
+            return False
+        return any(isinstance(v, torch.Tensor) and id(v) in param_ids for v in value)
+
+    def keeps(module):
+        return any(holds(value) for name, value in vars(module).items() if name != "_parameters")
+
+    return keeps
+
+
+def _embedding_needing_substitution(module):
+    """An nn.Embedding with padding rows or sparse gradients, which gvp_bench.blind_spots.run_operator
+    differentiates as reverse mode does inside the substitution mode only."""
+    return isinstance(module, nn.Embedding) and (module.padding_idx is not None or module.sparse)
+
+
+class ModelForm:
+    """What model_jvp and model_vjp need of a module, valid while its snapshot matches."""
+
+    def __init__(self, model):
+        modules = list(model.modules())
+        # A form must not keep its module alive: it holds the root module by a weak reference.
+        self.snapshot = _Snapshot([weakref.proxy(model)] + modules[1:])
+        hooked = _global_hook_count() or any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+        params, buffers = {}, {}  # id -> index in the order of model.parameters() / of the updatable buffers
+        updatable_ids = {id(b) for m in modules if hooked or not _read_only_in_eval(m)
+                         for b in m._buffers.values() if b is not None}
+        # Every (dict, key) a param or an updatable buffer sits in: a tensor shared by modules sits in several.
+        self.param_slots, self.buffer_slots = [], []
+        for module in modules:
+            for key, p in module._parameters.items():
+                if p is not None and p.requires_grad:
+                    self.param_slots.append((module._parameters, key, params.setdefault(id(p), len(params))))
+            for key, b in module._buffers.items():
+                if b is not None and id(b) in updatable_ids:
+                    self.buffer_slots.append((module._buffers, key, buffers.setdefault(id(b), len(buffers))))
+        by_id = {id(t): t for m in modules for t in (*m._parameters.values(), *m._buffers.values())}
+        self.params = tuple(by_id[i] for i in params)  # the params model_jvp differentiates with respect to
+        for index, param in enumerate(self.params):  # as check_params would (a form that raises is not kept)
+            check_supported_dtype(f"params[{index}]", param)
+        check_distinct_storage(self.params)
+        self.updatable = tuple(by_id[i] for i in buffers)
+        self.large_linears = large_linear_layers(self.snapshot.modules)  # for forward_dual's constant-input rule
+        # The params call() can replace: none where a module also keeps a param elsewhere than in its parameter
+        # dict (an attribute, or in a list, tuple or dict), which swapping would miss, or that needs what only the
+        # substitution mode does (an embedding's padding rows and sparse gradients: blind_spots.run_operator); callers
+        # substitute then.
+        substitute = any(map(_keeps_elsewhere(params), modules)) or any(map(_embedding_needing_substitution, modules))
+        self.swappable_params = () if substitute else self.params
+
+    def matches(self):
+        return self.snapshot.still_holds()
+
+    def call(self, model, x, replacements=None):
+        """model(x), on fresh copies of the buffers it can update, with the params replaced by
+        ``replacements`` (a sequence matching :attr:`params`) when given.
+
+        The tensors are swapped in the modules' own parameter and buffer dicts for the call, as
+        torch.func.functional_call does, without its generic name lookups."""
+        if not self.buffer_slots and replacements is None:
+            return model(x)
+        copies = [buffer.clone() for buffer in self.updatable]
+        try:
+            for slots, key, index in self.buffer_slots:
+                slots[key] = copies[index]
+            if replacements is not None:
+                for slots, key, index in self.param_slots:
+                    slots[key] = replacements[index]
+            return model(x)
+        finally:
+            for slots, key, index in self.buffer_slots:
+                slots[key] = self.updatable[index]
+            for slots, key, index in self.param_slots:
+                slots[key] = self.params[index]
+
+
+_forms = weakref.WeakKeyDictionary()
+
+
+def model_form(model):
+    """The functional form of ``model`` (an nn.Module), made anew when the module changed since the last one."""
+    form = _forms.get(model)
+    if form is None or not form.matches():
+        form = _forms[model] = ModelForm(model)
+    return form
