@@ -13,6 +13,8 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
+from ..errors import translate_missing_rules
+
 FRAMEWORK = "torch-raw"
 # strategy -> the ops it measures
 STRATEGIES = {"raw.forward_ad": ("model_jvp",), "raw.func_jvp": ("model_jvp",), "raw.autograd_grad": ("model_vjp",)}
@@ -57,4 +59,18 @@ def model_vjp(model):
     return call
 
 
-BUILDERS = {"raw.forward_ad": model_jvp, "raw.func_jvp": model_func_jvp, "raw.autograd_grad": model_vjp}
+def _typed(name, builder):
+    """``builder`` whose calls raise UnsupportedError where torch has no formula for an operator (a row
+    ``unsupported`` with the operator's name, as a strategy's would be, rather than an error)."""
+    def build(model):
+        call = builder(model)
+
+        def typed_call(*args):
+            with translate_missing_rules(name):
+                return call(*args)
+        return typed_call
+    return build
+
+
+BUILDERS = {name: _typed(name, builder) for name, builder in
+            (("raw.forward_ad", model_jvp), ("raw.func_jvp", model_func_jvp), ("raw.autograd_grad", model_vjp))}
