@@ -66,3 +66,12 @@ class translate_missing_rules:
                 operator = _OPERATOR_NAMES.get(match.group(1), match.group(1)).strip("'\".,")
                 raise UnsupportedError(self.strategy, f"operator {operator} {what}", operator) from error
         return False
+
+
+def one_line(error, with_type=True):
+    """``error``'s first non-blank line, after its type's name unless ``with_type`` is False."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if not with_type:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -60,6 +60,7 @@ from gvp_bench.autotune.calibration import calibrate
 from gvp_bench.autotune.candidates import select
 from gvp_bench.signature import measure, signature
 from gvp_bench.kit import Delegating, UnsupportedError, call_with, get_strategy
+from gvp_bench.errors import one_line
 from gvp_bench.memory import budget_bytes
 from gvp_bench.registry import strategies
 
@@ -76,11 +77,6 @@ _NEVER_CANDIDATES = ("reference_loop", "linearize")
 
 class HandoverWarning(UserWarning):
     """A candidate of auto failed with an error other than UnsupportedError, and the next one answered."""
-
-
-def _one_line(error):
-    text = str(error).strip().split("\n")[0]
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _rule(op, device_type, outputs, parameters):
@@ -130,7 +126,7 @@ class Auto(Delegating):
                 errors.setdefault(name, error)
             else:
                 if errors:
-                    handed = ", ".join(f"{failed_name} ({_one_line(failure)})" for failed_name, failure in errors.items())
+                    handed = ", ".join(f"{failed_name} ({one_line(failure)})" for failed_name, failure in errors.items())
                     self.last_reason = f"{self.last_reason}; handed over from {handed}"
                     warnings.warn(f"gvp_bench: auto: {handed} failed; {name} answered", HandoverWarning, stacklevel=2)
                 return result
@@ -183,7 +179,7 @@ class Auto(Delegating):
             return self._first_that_can(rule, "rule: no measured workload near this one", op, func, params, args)
         outcome = calibrate({name: get_strategy(name) for name in names}, op, func, params, args, budget)
         left_out = {**left_out, **outcome.left_out, **{name: "unsupported" for name in outcome.unsupported},
-                    **{name: f"failed: {_one_line(error)}" for name, error in outcome.failed.items()}}
+                    **{name: f"failed: {one_line(error)}" for name, error in outcome.failed.items()}}
         not_timed = "; not timed: " + ", ".join(f"{name} ({why})" for name, why in left_out.items()) if left_out else ""
         if outcome.winner is not None:
             timed = sorted(outcome.times, key=outcome.times.get)

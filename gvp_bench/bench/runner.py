@@ -49,7 +49,7 @@ import torch
 from tqdm import tqdm
 
 from .. import jax_side, process_state
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, one_line
 from ..registry import release_all
 from ..results import CELL_KEY
 from . import callgrind, measure
@@ -100,10 +100,7 @@ def time_limit(seconds, expired=None):
 
 
 def _one_line(error, with_type=True):
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if with_type:
-        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    text = one_line(error, with_type)
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 3] + "..."
 
 
