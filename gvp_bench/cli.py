@@ -244,8 +244,9 @@ def build_parser(command=None):
                                   description="Compare every cell of two runs: the change of each cell's median "
                                               "time (or instruction count), judged against the noise of the two "
                                               "runs; exits 1 when a cell regressed, 2 when nothing is comparable.")
-    compare.add_argument("base", help="results file or folder of the baseline")
-    compare.add_argument("new", help="results file or folder to check")
+    compare.add_argument("base", help="results file or folder of the baseline (a folder of three runs sees smaller "
+                                         "changes than one run: docs/ci.md)")
+    compare.add_argument("new", help="results file or folder to check (likewise)")
     compare.add_argument("--threshold", type=float, default=0.10, help="relative change that counts (default 0.10)")
     compare.add_argument("--instructions-threshold", type=float, default=0.01,
                          help="relative change of instructions per call that counts (default 0.01)")

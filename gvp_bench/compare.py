@@ -17,10 +17,18 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
   in this pair of runs: on a shared machine the same code varies far more between runs than
   within one, so the test alone would flag honest runs. The floor is z robust standard
   deviations (1.4826 x the median absolute deviation, which a minority of real regressions does
-  not move) of the log ratios of all N cells in both runs; z puts it where a logistic
-  distribution of that spread (tails heavier than a normal's, as timings have) leaves
-  probability 0.05 / N, so that N honest cells stay under it together 95% of the time. A change
-  vs machine beyond the threshold that is not slower or faster is shown as *within noise*.
+  not move) of the log ratios of all N cells in both runs; z puts it where a heavy-tailed
+  distribution of that spread leaves probability 0.05 / N, so that N honest cells stay under it
+  together 95% of the time. With one run per side that is Student's t with 3 degrees of
+  freedom: between honest runs a cell now and then runs far slower for a whole process, its
+  samples tight, which one run cannot tell from a change (docs/ci.md has the measurements). A change vs machine beyond the
+  threshold that is not slower or faster is shown as *within noise*.
+- repeated runs: BASE and NEW may each hold several runs of the same cells (several results files,
+  or a folder of them). A cell that ran in several runs of a side takes the median over them of
+  each run's median, and the runs' medians as its samples; with REPEATED_RUNS (3) or more per
+  side the floor takes a logistic's tails (exponential), and a cell is slower only where every
+  NEW run is also beyond every BASE run by the threshold (faster likewise): a single run's
+  shift moves neither. Three runs per side see changes a single run's floor hides.
 - memory: the ratio of the peaks, **more memory** beyond the threshold (peaks are deterministic:
   honest runs measure the same bytes).
 - status: a cell that ran and now does not (ok -> unsupported, error, oom), or that was
@@ -60,6 +68,7 @@ from .results import CELL_KEY
 THRESHOLD = 0.10
 INSTRUCTIONS_THRESHOLD = 0.01  # honest runs' counts differ by far less (docs/ci.md gives the spread measured)
 MIN_CELLS_FOR_NOISE = 8  # fewer cells in both runs: the threshold alone
+REPEATED_RUNS = 3  # runs per side from which a cell's time is the median of its runs, and the tails lighter
 STATUS_RANK = {"ok": 0, "unsupported": 1, "error": 2, "oom": 2, "timeout": 2}
 SKIPPED = "skipped"  # not measured within the cell's time budget: no verdict either way
 # Fingerprint fields that differ between two runs of one set-up: what is under test, and when.
@@ -75,16 +84,18 @@ class Noise:
     floor: float   # the change honest cells of these two runs reach by chance (0 with too few cells)
 
     @classmethod
-    def of(cls, log_ratios):
-        """z is where a logistic distribution of the spread puts the quantile 1 - ALPHA / N (5.2
-        for 245 cells). The logistic's tails are exponential, heavier than a normal's: two honest
-        runs of the quick suite on a shared machine put a cell beyond the normal quantile."""
+    def of(cls, log_ratios, runs_per_side=1):
+        """z is where a heavy-tailed model of the spread puts the quantile 1 - ALPHA / N. With one run per side
+        (fewer than REPEATED_RUNS), Student's t with 3 degrees of freedom: between single runs a cell now and
+        then runs far slower for a whole process, which neither its samples nor a lighter tail foresee
+        (9.0 robust standard deviations for 48 cells). With REPEATED_RUNS or more per side, whose medians
+        such a run does not move, a logistic (exponential tails; 4.2 for 48 cells)."""
         log_ratios = log_ratios[np.isfinite(log_ratios)]
         spread, cells = stats.robust_spread(log_ratios), len(log_ratios)
         if cells < MIN_CELLS_FOR_NOISE:
             return cls(spread, cells, math.nan, 0.0)
-        tail = stats.ALPHA / cells
-        z = math.log((1 - tail) / tail) / (1.4826 * math.log(3))  # a logistic's MAD is its scale x ln 3
+        quantile = stats.logistic_quantile if runs_per_side >= REPEATED_RUNS else stats.student_t3_quantile
+        z = quantile(1 - stats.ALPHA / cells)
         return cls(spread, cells, z, math.exp(z * spread) - 1)
 
 
@@ -95,9 +106,10 @@ class Comparison:
     drift: float         # new / base time of the plain forward passes, the median over the cells
     machine: Noise       # of the time ratios over the drift ("vs machine")
     forward: Noise       # of the time ratios over the cells' own forward-pass ratios
-    base: pd.DataFrame   # the cells read, for the header
+    base: pd.DataFrame   # every row read (all runs), for the header
     new: pd.DataFrame
     instructions_threshold: float = INSTRUCTIONS_THRESHOLD
+    runs_per_side: int = 1  # the fewest runs either side measured a compared cell in
 
     def limit(self, noise):
         """The change that counts against one reference: the threshold, or its noise floor when larger."""
@@ -182,13 +194,23 @@ def _beyond(ratio, limit, slower):
     return pd.isna(ratio) or (ratio > 1 + limit if slower else ratio < 1 / (1 + limit))
 
 
+def _every_run_beyond(row, comparison, slower):
+    """Where both sides measured the cell in several runs: whether every NEW run's median is beyond every BASE
+    run's by the threshold (over the drift) in the direction asked; True otherwise."""
+    if row.runs_base < 2 or row.runs_new < 2:
+        return True
+    base, new = np.asarray(row.samples_s_base, dtype=float), np.asarray(row.samples_s_new, dtype=float)
+    ratio = (new.min() / base.max() if slower else new.max() / base.min()) / comparison.drift
+    return _beyond(ratio, comparison.threshold, slower)
+
+
 def _time_verdict(row, comparison):
     if pd.isna(row.vs_machine):
         return "", False
     limits = comparison.limit(comparison.machine), comparison.limit(comparison.forward)
     for slower, word, p in ((True, "slower", row.p_slower), (False, "faster", row.p_faster)):
         if _beyond(row.vs_machine, limits[0], slower) and _beyond(row.vs_forward, limits[1], slower) \
-                and _significant(p, row.decisive):
+                and _significant(p, row.decisive) and _every_run_beyond(row, comparison, slower):
             return word, slower
     if not 1 / (1 + comparison.threshold) <= row.vs_machine <= 1 + comparison.threshold:
         return "within noise", False
@@ -251,11 +273,37 @@ def _float(column):
     return column.astype(float)
 
 
+_COMBINED = ("median_s", "forward_median_s", "thread_cpu_median_s")  # a repeated cell's: the median over its runs
+
+
+def _per_cell(frame):
+    """One row per cell of one side: its latest measurement, with ``runs``, the runs it ran in. A cell whose
+    latest measurement ran, and that ran in several runs (repeated runs of one side given together), is
+    those runs combined: the median over the runs of each run's median (time, forward pass, CPU time), and
+    the runs' medians as its samples, so that the test and the every-run check see how it varies between
+    runs, which is more than within one."""
+    cells = latest(frame, per_machine=False).assign(runs=1)
+    ok = frame[frame.status == "ok"].sort_values("measured_at", kind="stable")
+    per_run = ok.drop_duplicates([*CELL_KEY, "run_id"], keep="last")  # a run that measured a cell twice: the latest
+    repeated = per_run[per_run.groupby(list(CELL_KEY), dropna=False).run_id.transform("size") > 1]
+    if repeated.empty:
+        return cells
+    combined = repeated.groupby(list(CELL_KEY), dropna=False).agg(
+        runs=("median_s", "size"), samples_s=("median_s", list),
+        **{name: (name, "median") for name in _COMBINED if name in repeated}).reset_index()
+    merged = cells.merge(combined, on=list(CELL_KEY), how="left", suffixes=("", "_runs"))
+    take = merged.runs_runs.notna() & (merged.status == "ok")
+    for name in ("runs", "samples_s", *(n for n in _COMBINED if f"{n}_runs" in merged)):
+        merged[name] = merged[f"{name}_runs"].where(take, merged[name])
+    return merged.drop(columns=[c for c in merged if c.endswith("_runs")])
+
+
 def compare(base, new, threshold=THRESHOLD, instructions_threshold=INSTRUCTIONS_THRESHOLD):
-    """Compare the cells of two runs (frames of :func:`gvp_bench.measurements.load_frame`)."""
-    base, new = latest(base, per_machine=False), latest(new, per_machine=False)
-    table = base.merge(new, on=list(CELL_KEY), how="outer", suffixes=("_base", "_new"))
+    """Compare the cells of two runs (frames of :func:`gvp_bench.measurements.load_frame`); a side may hold
+    several runs of the same cells (repeated runs), which are combined per cell (:func:`_per_cell`)."""
+    table = _per_cell(base).merge(_per_cell(new), on=list(CELL_KEY), how="outer", suffixes=("_base", "_new"))
     both = (table.status_base == "ok") & (table.status_new == "ok")
+    runs_per_side = int(min(table.runs_base[both].min(), table.runs_new[both].min())) if both.any() else 1
     drift = _drift(table[both])
     table["time_ratio"] = _float(table.median_s_new) / _float(table.median_s_base)
     table["vs_machine"] = table.time_ratio / drift
@@ -267,9 +315,10 @@ def compare(base, new, threshold=THRESHOLD, instructions_threshold=INSTRUCTIONS_
         _float(table.peak_bytes_base) > 0)
     table["instructions_ratio"] = _float(table.instructions_new) / _float(table.instructions_base)
     table["p_slower"], table["p_faster"], table["decisive"] = _tests(table)
-    comparison = Comparison(table, threshold, drift, Noise.of(np.log(table.vs_machine[both].to_numpy())),
-                            Noise.of(np.log((table.time_ratio / own)[both].to_numpy())), base, new,
-                            instructions_threshold)
+    comparison = Comparison(table, threshold, drift,
+                            Noise.of(np.log(table.vs_machine[both].to_numpy()), runs_per_side),
+                            Noise.of(np.log((table.time_ratio / own)[both].to_numpy()), runs_per_side), base, new,
+                            instructions_threshold, runs_per_side)
     table["verdict"], table["regressed"] = _verdicts(comparison)
     score = np.log(table.vs_machine.fillna(table.instructions_ratio)).fillna(0).where(table.status_base.fillna("") == table.status_new.fillna(""),
                                                      np.inf)
@@ -333,9 +382,20 @@ def _runs(frame):
 
 def _limit_text(comparison, noise):
     floor = (f"noise floor {_change(noise.floor)}: {noise.z:.2g} x the {noise.spread:.1%} robust spread of "
-             f"{noise.cells} cells" if noise.cells >= MIN_CELLS_FOR_NOISE else
+             f"{noise.cells} cells, {'logistic' if comparison.runs_per_side >= REPEATED_RUNS else 't3'} tails" if noise.cells >= MIN_CELLS_FOR_NOISE else
              f"too few cells ({noise.cells}) for a noise floor")
     return f"limit {_change(comparison.limit(noise))} (threshold {comparison.threshold:.0%}; {floor})"
+
+
+def _runs_text(comparison):
+    runs = comparison.runs_per_side
+    if runs >= REPEATED_RUNS:
+        return (f"Runs per side: {runs} (each cell's time the median of its runs; slower only where every NEW run "
+                f"is beyond every BASE run by the threshold too)")
+    return (f"Runs per side: {runs} (between honest runs a cell can shift far beyond its samples' spread for a "
+            f"whole process, which "
+            f"{'one run' if runs == 1 else 'two runs'} cannot tell from a change: the floor has heavy tails; "
+            f"{REPEATED_RUNS} runs per side, in a folder each, see smaller changes)")
 
 
 def _reason(row):
@@ -369,6 +429,7 @@ def render(comparison, markdown=False, only_changed=False, allow_missing=False, 
               f"A cell is slower (faster) when its time changed beyond the limit against both references, with "
               f"p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples; n/a where the base samples could not "
               "show a change of that size, too few or too scattered):",
+              _runs_text(comparison),
               f"  vs machine (the time ratio over the drift): {_limit_text(comparison, comparison.machine)}",
               f"  vs forward (the time ratio over the cell's own forward pass, timed right after it, where that moved "
               f"more than the drift): {_limit_text(comparison, comparison.forward)}",

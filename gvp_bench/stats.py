@@ -10,6 +10,8 @@
   absolute deviation, which a minority of outliers (the real regressions) does not move.
 - :func:`overlap`: whether two sets of samples cannot be told apart (their interquartile ranges
   overlap, or the two-sided test is not significant).
+- :func:`logistic_quantile` and :func:`student_t3_quantile`: the tail quantiles, in robust standard
+  deviations, of two heavy-tailed models of how much honest timings move between runs.
 """
 
 import math
@@ -61,7 +63,7 @@ def robust_spread(values):
     values = np.asarray(values, dtype=float)
     if not len(values):
         return 0.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return float(_MAD_TO_SD * np.median(np.abs(values - np.median(values))))
 
 
 def overlap(a, b, alpha=ALPHA):
@@ -72,3 +74,33 @@ def overlap(a, b, alpha=ALPHA):
     if q1_a <= q3_b and q1_b <= q3_a:
         return True
     return 2 * min(mann_whitney_greater(a, b), mann_whitney_greater(b, a)) >= alpha
+
+
+_MAD_TO_SD = 1.4826  # a normal's standard deviation over its median absolute deviation
+
+
+def logistic_quantile(p):
+    """The p-quantile of a logistic distribution whose robust standard deviation (1.4826 x its median absolute
+    deviation, which is its scale x ln 3) is 1. Its tails are exponential: heavier than a normal's."""
+    return math.log(p / (1 - p)) / (_MAD_TO_SD * math.log(3))
+
+
+def _student_t3_cdf(t):
+    x = t / math.sqrt(3)
+    return 0.5 + (x / (1 + x * x) + math.atan(x)) / math.pi
+
+
+_T3_MAD = 0.764892328  # the median absolute deviation of Student's t with 3 degrees of freedom, its 0.75-quantile
+
+
+def student_t3_quantile(p):
+    """The p-quantile (0.5 <= p < 1) of Student's t with 3 degrees of freedom, scaled to a robust standard
+    deviation of 1. Its tails fall as a power (t^-4): the model for timings of single runs, in which a cell
+    now and then runs far slower for a whole process. The CDF is in closed form; inverted by bisection."""
+    low, high = 0.0, 1.0
+    while _student_t3_cdf(high) < p:
+        high *= 2
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _student_t3_cdf(middle) < p else (low, middle)
+    return (low + high) / 2 / (_MAD_TO_SD * _T3_MAD)
