@@ -71,6 +71,7 @@ def model_closure(model, x, form=None):
         closure.trainable_params = lambda: current_form().swappable_params
         closure.model_form = current_form
     call_model.gvp_bench_random_state = (call, random_state)
+    call_model.gvp_bench_key = (model_closure, type(model), model.training, x.shape, x.dtype)  # gvp_bench.signature
     return call_model
 
 
@@ -83,9 +84,9 @@ def split_random_state(func):
 
 def buffers_protected_call(model, x):
     """``model(x)`` on fresh copies of the model's buffers (see :func:`model_closure`)."""
-    buffers = dict(model.named_buffers())
 
     def call_model():
+        buffers = dict(model.named_buffers())
         if not buffers:
             return model(x)
         copies = {name: buffer.clone() for name, buffer in buffers.items()}
@@ -174,7 +175,7 @@ class Strategy(abc.ABC):
         workarounds a workload needed are remembered under its signature (see
         gvp_bench.signature), so later calls start inside them instead of failing
         first; the signature (a few microseconds) is only taken once some workload of this strategy
-        has needed a workaround. Each attempt leaves the process state as it found it, however it ends
+        has needed a workaround. An attempt that fails leaves the process state as it found it, however it fails
         (gvp_bench.process_state): a failed attempt cannot break the retry, nor any later call.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})

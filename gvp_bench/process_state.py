@@ -12,8 +12,8 @@ inductor fails on a graph it traced inside ``disable_saved_tensors_hooks`` (a re
 later torch.func product with a non-reentrant checkpoint raises.
 
 :func:`snapshot` reads the state (a tuple of a few dozen cheap readings), :func:`restore` puts
-back what differs and names it, and :func:`left_as_found` does both around a block, on every
-way out (an exception, KeyboardInterrupt included). The random state is not restored: the
+back what differs and names it, and :func:`left_as_found` does both around a block that raises
+(any exception, KeyboardInterrupt included). The random state is not restored: the
 contract scopes its own changes of it (``torch.random.fork_rng``), and a func that draws random
 numbers moves the generator as calling it would. :func:`random_state` reads it, for checks.
 """
@@ -147,18 +147,19 @@ def restore(before):
 
 
 class left_as_found:
-    """Run the block, then put back whatever part of the state it left changed, however it ends.
+    """Run the block; if it raises, put back whatever part of the state it left changed.
 
-    A class rather than a generator-based context manager: it runs around every product, and this costs
-    less per use."""
+    A block that ends normally left its contexts the way it entered them (they unwind on the way out), so only a
+    failure is checked: the reading afterwards is saved on every call that succeeds. A class rather than a
+    generator-based context manager: it runs around every product, and this costs less per use."""
 
     __slots__ = ("before",)
 
     def __enter__(self):
         self.before = snapshot()
 
-    def __exit__(self, *exc_info):
-        if snapshot() != self.before:
+    def __exit__(self, exc_type, *exc_info):
+        if exc_type is not None and snapshot() != self.before:
             restore(self.before)
 
 

@@ -33,7 +33,12 @@ def _captured(value, depth):
 
 
 def function_key(func, depth=_CLOSURE_DEPTH):
-    """What the function is: its code and what its closure captures, or its type."""
+    """What the function is: its code and what its closure captures, or its type; a model closure
+    (gvp_bench.contract.model_closure) says it itself, once: the model's class and mode, the input's shape and
+    dtype."""
+    key = getattr(func, "gvp_bench_key", None)
+    if key is not None:
+        return key
     code = getattr(func, "__code__", None)
     if code is None:
         return type(func)
