@@ -392,3 +392,19 @@ def test_the_asv_and_pytest_benchmark_suites_measure_the_same_workloads(monkeypa
     cells = [param.values[1] for param in test_bench_pytest._cells()]
     assert cells == [cell for suite in workloads.SUITES.values()
                      for cell in workloads.expand(suite, devices=["cpu", "cuda"])]
+
+
+def test_the_fingerprint_gives_the_cpus_the_run_had_before_it_pinned_itself_for_jax(tmp_path, monkeypatch):
+    """With JAX rows on fewer threads than CPUs, the run pins itself to as many CPUs as threads while it measures
+    (gvp_bench.jax_side.match_threads); its results still say how many the machine let it use."""
+    from gvp_bench import jax_side
+
+    pinned = []
+    monkeypatch.setattr(jax_side, "available", lambda: True)
+    monkeypatch.setattr(jax_side, "match_threads", lambda threads: [0, 1, 2, 3, 4, 5, 6])  # as if pinned from 7
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: pinned.append(cpus))
+    out = tmp_path / "run.jsonl"
+    assert run_cli("--models", "transformer", "--ops", "vjp", "--strategies", "double_backward", "--device", "cpu",
+                   "--out", str(out)) == 0  # no JAX row for the transformer: nothing imports JAX
+    assert read(out)[0]["machine"]["cpu_usable"] == 7
+    assert pinned == [[0, 1, 2, 3, 4, 5, 6]]  # and the run unpinned itself after

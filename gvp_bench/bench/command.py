@@ -171,13 +171,15 @@ def main(args):
     threads = args.threads or torch.get_num_threads()
     pinned_from = jax_side.match_threads(threads) if args.jax is not False and jax_side.available() else None
     try:
-        return _run(args)
+        return _run(args, cpus_usable=len(pinned_from) if pinned_from else None)
     finally:
         if pinned_from is not None:
             os.sched_setaffinity(0, pinned_from)
 
 
-def _run(args):
+def _run(args, cpus_usable=None):
+    """The run; ``cpus_usable``: the CPUs the process could run on before main pinned it for JAX, which the
+    results' machine fingerprint gives (not the pinned count)."""
     from .runner import Settings, run  # torch.utils.benchmark only when measuring: other commands start faster
 
     suite = get_suite(args.suite)
@@ -213,7 +215,10 @@ def _run(args):
                         timeout_s=args.timeout or suite.timeout_s * (callgrind.SLOWDOWN if instructions else 1),
                         budget_s=args.budget or (None if args.workload or instructions else suite.budget_s),
                         measure=args.measure)  # your model, or counted under callgrind: no budget
-    header = new_header(dict(fingerprint(threads), measure=args.measure), suite_name)
+    machine = dict(fingerprint(threads), measure=args.measure)
+    if cpus_usable:
+        machine["cpu_usable"] = cpus_usable
+    header = new_header(machine, suite_name)
     path = args.out or _default_path(header, args.shard)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
