@@ -14,12 +14,14 @@ called with its replacements instead: they are swapped in the module's own param
 the call, as ``torch.func.functional_call`` does, at no cost per torch call.
 
 Under torch.compile the ``Function.apply`` swap is left out (dynamo cannot trace a class being
-patched); the compiled strategies call :func:`custom_functions_given_params` first and refuse a
-func that passes a param straight to a custom Function, the one case the swap is needed for.
+patched); the compiled strategies call :func:`custom_functions_called` first and refuse a
+func that passes a param straight to a custom Function, the one case the swap is needed for (and
+one that calls a custom Function with its own jvp, which torch.compile does not follow).
 """
 
 import contextlib
 import operator
+from typing import NamedTuple
 
 import torch
 from torch.autograd.function import Function
@@ -112,21 +114,30 @@ def _function_apply_wrapped(before, after=None):
         Function.apply = original_apply
 
 
-def custom_functions_given_params(func, params):
-    """The custom autograd.Function classes to which func passes a param itself, by one call of func
-    without a graph that leaves the random state as it was; also checks func's output."""
-    given = []
+class CustomFunctions(NamedTuple):
+    """The custom autograd.Function classes a func calls, by name: those it passes a param itself to, and
+    those that define their own jvp."""
+    given_params: list
+    own_jvp: list
+
+
+def custom_functions_called(func, params):
+    """The custom autograd.Function classes func calls (:class:`CustomFunctions`), by one call of func without a
+    graph that leaves the random state as it was; also checks func's output."""
+    found = CustomFunctions([], [])
 
     def record(cls, args, kwargs):
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if any(t is p for t in tensors for p in params):
-            given.append(cls.__name__)
+            found.given_params.append(cls.__name__)
+        if cls.jvp is not Function.jvp:
+            found.own_jvp.append(cls.__name__)
         return args, kwargs
 
     devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
     with torch.random.fork_rng(devices=devices), torch.no_grad(), _function_apply_wrapped(record):
         check_output(func())
-    return given
+    return found
 
 
 def _same_tensors(these, those):

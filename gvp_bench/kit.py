@@ -38,7 +38,7 @@ from .contract import (PRODUCTS, Delegating, Strategy, buffers_protected_call, m
                        one_random_state, split_random_state)
 from .dense import jacobian_vector_products, vector_jacobian_products
 from .errors import UnsupportedError
-from .functional import EmptyOutputPadding, as_function_of, call_with, custom_functions_given_params, primals_of
+from .functional import EmptyOutputPadding, as_function_of, call_with, custom_functions_called, primals_of
 from .registry import get_strategy
 from .reverse import forward_with_graph, grad_or_zeros, identity_cotangents, reverse_vjp, zeros_for
 from .signature import signature
@@ -47,7 +47,7 @@ from .validation import check_batch_cotangents, check_cotangent, check_model, re
 
 __all__ = [
     "Strategy", "Delegating", "PRODUCTS", "Unsupported", "FEATURES", "UnsupportedError", "SUBSTITUTION_BLIND_SPOTS", "NO_FORWARD_FORMULA",
-    "as_function_of", "call_with", "primals_of", "EmptyOutputPadding", "custom_functions_given_params",
+    "as_function_of", "call_with", "primals_of", "EmptyOutputPadding", "custom_functions_called",
     "forward_with_graph", "grad_or_zeros", "reverse_vjp", "identity_cotangents", "zeros_for",
     "jacobian_vector_products", "vector_jacobian_products",
     "Chunked", "in_chunks", "forward_mode_jacobian",

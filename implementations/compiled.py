@@ -44,7 +44,7 @@ import types
 import torch
 
 from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Delegating, Unsupported,
-                           UnsupportedError, custom_functions_given_params, get_strategy, signature,
+                           UnsupportedError, custom_functions_called, get_strategy, signature,
                            split_random_state)
 from gvp_bench.blind_spots import parametrizations_refused
 from gvp_bench.functional import look_through_substitution
@@ -102,7 +102,8 @@ class Compiled(Delegating):
     unsupported = (
         Unsupported(("create_graph",), "create_graph=True", NO_SECOND_ORDER),
         Unsupported(("custom_function_jvp",), "Unsupported custom jvp",
-                    "dynamo cannot trace a custom autograd.Function's own jvp into the graph"),
+                    "dynamo cannot trace a custom autograd.Function's own jvp into the graph; for J v it would "
+                    "differentiate the Function's forward instead, so every such func is refused"),
         Unsupported(("recurrent_module",), "Attempted to wrap RNN, GRU, or LSTM",
                     "dynamo does not capture torch's recurrent modules in a graph"),
         Unsupported(("parametrization",), "parametrized tensor",
@@ -137,11 +138,15 @@ class Compiled(Delegating):
         if compiled is None:
             with parametrizations_refused(self.name, "torch.compile of the substitution gives zeros for its "
                                                      "originals"):
-                given = custom_functions_given_params(func, params)
+                custom = custom_functions_called(func, params)
             look_through_substitution(func, params)
-            if given:
+            if custom.given_params:
                 raise UnsupportedError(self.name, f"func passes a param itself to the custom autograd.Function "
-                                                  f"{given[0]}, which torch.compile does not substitute")
+                                                  f"{custom.given_params[0]}, which torch.compile does not substitute")
+            if custom.own_jvp:
+                raise UnsupportedError(self.name, f"Unsupported custom jvp: func calls the custom autograd.Function "
+                                                  f"{custom.own_jvp[0]}, whose own jvp torch.compile does not "
+                                                  f"follow (it differentiates the forward instead)")
             if _uses_saved_tensors_hooks(func, params):
                 raise UnsupportedError(self.name, "func uses saved-tensor hooks (a non-reentrant torch.utils.checkpoint, "
                                                   "save_on_cpu): torch.compile's graph of torch.func.jvp through them "

@@ -248,6 +248,43 @@ def _custom_function(function):
     return build
 
 
+class _SurrogateGradient(torch.autograd.Function):
+    """2z forward, and 3 as its derivative in both of its own rules (backward and jvp), as straight-through
+    and surrogate-gradient estimators have: the products follow its rules, not its forward."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z):
+        return 2 * z
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 3 * grad
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        return 3 * tangent
+
+
+_SURROGATE_X = (1.0, 2.0, 3.0)
+
+
+def _surrogate_gradient(generator):
+    def make(w):
+        return lambda: _SurrogateGradient.apply(w @ torch.tensor(_SURROGATE_X, dtype=w.dtype, device=w.device))
+    return ClosureRecipe(make, [_randn(generator, 2, 3)])
+
+
+def _surrogate_jacobian(w):
+    """d out_i / d w_kj by the Function's rules: 3 x_j where k = i."""
+    x = torch.tensor(_SURROGATE_X, dtype=w.dtype, device=w.device)
+    return 3 * torch.kron(torch.eye(2, dtype=w.dtype, device=w.device), x[None])
+
+
 def _documented_jacobian(x):
     return torch.diag(torch.stack([2 * x[0], 6 * x[1]]))
 
@@ -265,6 +302,9 @@ CASES = [
          second_order=True),
     Case("custom_function", "a custom autograd.Function with backward, jvp and a vmap rule",
          _custom_function(_CubeWithJvp), features=("custom_function_jvp",)),
+    Case("custom_function_rules", "a custom autograd.Function whose rules are not its forward's derivative (a "
+         "surrogate gradient)", _surrogate_gradient, analytic_jacobian=_surrogate_jacobian,
+         features=("custom_function_jvp",)),
     Case("custom_function_backward_only", "a custom autograd.Function with a backward formula only",
          _custom_function(CubeBackwardOnly), features=("custom_function_backward_only",)),
     Case("mlp_frozen", "an nn.Sequential MLP with a frozen bias", _mlp_frozen, second_order=True, tags=("model",)),
