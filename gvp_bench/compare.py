@@ -424,17 +424,18 @@ def render(comparison, markdown=False, only_changed=False, allow_missing=False, 
     if differences:
         lines.append(f"warning: the runs differ in more than the code ({'; '.join(differences)}): compare runs "
                      "of one machine and set-up.")
-    lines += [f"Drift: NEW ran the plain forward passes {comparison.drift:.3g}x as long as BASE (median over the "
-              "cells).",
-              f"A cell is slower (faster) when its time changed beyond the limit against both references, with "
-              f"p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples; n/a where the base samples could not "
-              "show a change of that size, too few or too scattered):",
-              _runs_text(comparison),
-              f"  vs machine (the time ratio over the drift): {_limit_text(comparison, comparison.machine)}",
-              f"  vs forward (the time ratio over the cell's own forward pass, timed right after it, where that moved "
-              f"more than the drift): {_limit_text(comparison, comparison.forward)}",
-              f"Memory: more (less) beyond {comparison.threshold:.0%}. Instructions (--measure instructions): "
-              f"more (fewer) beyond {comparison.instructions_threshold:.1%}."]
+    if comparison.compared.time_ratio.notna().any():  # runs of counted instructions have no time to judge
+        lines += [f"Drift: NEW ran the plain forward passes {comparison.drift:.3g}x as long as BASE (median over "
+                  "the cells).",
+                  f"A cell is slower (faster) when its time changed beyond the limit against both references, with "
+                  f"p < {stats.ALPHA:g} (one-sided Mann-Whitney U on the samples; n/a where the base samples could "
+                  "not show a change of that size, too few or too scattered):",
+                  _runs_text(comparison),
+                  f"  vs machine (the time ratio over the drift): {_limit_text(comparison, comparison.machine)}",
+                  f"  vs forward (the time ratio over the cell's own forward pass, timed right after it, where that "
+                  f"moved more than the drift): {_limit_text(comparison, comparison.forward)}"]
+    lines.append(f"Memory: more (less) beyond {comparison.threshold:.0%}. Instructions (--measure instructions): "
+                 f"more (fewer) beyond {comparison.instructions_threshold:.1%}.")
     if markdown:
         lines = [f"- {line.strip()}" for line in lines]
     display = _display(shown)
