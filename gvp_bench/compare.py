@@ -21,8 +21,8 @@ For every cell in both runs (the same op, model, size, strategy, device, dtype a
   distribution of that spread leaves probability 0.05 / N, so that N honest cells stay under it
   together 95% of the time. With one run per side that is Student's t with 3 degrees of
   freedom: between honest runs a cell now and then runs far slower for a whole process, its
-  samples tight, which one run cannot tell from a change (docs/ci.md has the measurements). A change vs machine beyond the
-  threshold that is not slower or faster is shown as *within noise*.
+  samples tight, which one run cannot tell from a change (docs/ci.md has the measurements). A
+  change vs machine beyond the threshold that is not slower or faster is shown as *within noise*.
 - repeated runs: BASE and NEW may each hold several runs of the same cells (several results files,
   or a folder of them). A cell that ran in several runs of a side takes the median over them of
   each run's median, and the runs' medians as its samples; with REPEATED_RUNS (3) or more per
