@@ -43,6 +43,7 @@ from torch.utils._pytree import tree_flatten
 
 from .signature import function_key
 from .functional import call_with
+from .process_state import random_state_kept
 from .memory import DEFAULT_MEMORY_FRACTION, budget_bytes, check_memory_budget
 
 AUTO = "auto"
@@ -104,9 +105,8 @@ def forward_size(func, params):
     if key not in _sizes:
         if len(_sizes) >= MAX_REMEMBERED:
             del _sizes[next(iter(_sizes))]
-        devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
         counter = _Allocations()
-        with torch.random.fork_rng(devices=devices), torch.no_grad(), counter:
+        with random_state_kept(params), torch.no_grad(), counter:
             output = call_with(func, params, params)
         itemsize = max([output.element_size()] + [p.element_size() for p in params])
         _sizes[key] = ForwardSize(counter.bytes, output.numel(), itemsize)

@@ -19,7 +19,7 @@ from .blind_spots import product_scope
 from .signature import signature
 from .errors import UnsupportedError, translate_missing_rules
 from .model_form import model_form
-from .process_state import left_as_found
+from .process_state import cuda_devices, left_as_found
 from .validation import (
     check_batch_tangents,
     check_func,
@@ -54,11 +54,10 @@ def model_closure(model, x, form=None):
     random_state = one_random_state(model) if model.training else None
 
     current_form = (lambda: form) if form is not None else (lambda: model_form(model))
-    traced_call = buffers_protected_call(model, x)  # under torch.compile, which cannot trace a form's snapshot
 
     def call(replacements=None):
-        if torch.compiler.is_compiling():
-            return traced_call()  # call_with substitutes the params there: no replacements
+        if torch.compiler.is_compiling():  # which cannot trace a form's snapshot; call_with substitutes the params
+            return buffers_protected_call(model, x)()
         return current_form().call(model, x, replacements)
 
     def call_model(replacements=None):
@@ -100,7 +99,7 @@ def one_random_state(model):
     generator (which so moves on, as a forward pass would), and restores the global state after."""
     seed = int(torch.randint(2 ** 62, ()).item())
     cpu_state = torch.Generator().manual_seed(seed).get_state()
-    devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
+    devices = cuda_devices(model.parameters())
     cuda_states = [torch.Generator(device=f"cuda:{d}").manual_seed(seed).get_state() for d in devices]
 
     @contextlib.contextmanager
@@ -174,8 +173,8 @@ class Strategy(abc.ABC):
         scoped workaround (gvp_bench.workarounds), the product is run again inside it. The
         workarounds a workload needed are remembered under its signature (see
         gvp_bench.signature), so later calls start inside them instead of failing
-        first; the signature (a few microseconds) is only taken once some workload of this strategy
-        has needed a workaround. An attempt that fails leaves the process state as it found it, however it fails
+        first; the signature is only taken once some workload of this strategy has needed a
+        workaround. An attempt that fails leaves the process state as it found it, however it fails
         (gvp_bench.process_state): a failed attempt cannot break the retry, nor any later call.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})

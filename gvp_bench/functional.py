@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 
 from .blind_spots import CallWatch, run_operator
+from .process_state import random_state_kept
 from .validation import check_output
 
 
@@ -134,8 +135,7 @@ def custom_functions_called(func, params):
             found.own_jvp.append(cls.__name__)
         return args, kwargs
 
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), _function_apply_wrapped(record):
+    with random_state_kept(params), torch.no_grad(), _function_apply_wrapped(record):
         check_output(func())
     return found
 
@@ -148,8 +148,7 @@ def look_through_substitution(func, params):
     """One call of func under the substitution (by detached copies), without a graph, leaving the random state
     as it was: the eager check of what a substitution cannot see (gvp_bench.blind_spots.CallWatch), for the
     compiled strategies, whose substitution is traced."""
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with random_state_kept(params), torch.no_grad():
         call_with(func, params, [p.detach() for p in params])
 
 

@@ -163,6 +163,17 @@ class left_as_found:
             restore(self.before)
 
 
+def cuda_devices(tensors):
+    """The indices of the CUDA devices ``tensors`` are on, sorted (for ``torch.random.fork_rng``)."""
+    return sorted({t.device.index or 0 for t in tensors if t.is_cuda})
+
+
+def random_state_kept(tensors):
+    """A context in which a call may draw random numbers and leave the generators as they were: the CPU's, and
+    those of the CUDA devices ``tensors`` are on (``torch.random.fork_rng``). For calls of func that probe it."""
+    return torch.random.fork_rng(devices=cuda_devices(tensors))
+
+
 def random_state():
     """The CPU generator's state and, where CUDA is initialised, every CUDA generator's (for checks)."""
     cuda = tuple(torch.cuda.get_rng_state_all()) if torch.cuda.is_initialized() else ()

@@ -8,6 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .functional import call_with
+from .process_state import random_state_kept
 
 
 def _generator_states():
@@ -39,7 +40,6 @@ class RandomOperations(TorchDispatchMode):
 def random_operations(func, params):
     """The names of the random operations one plain call of func runs (no graph; the random state is
     left as it was)."""
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), RandomOperations() as random:
+    with random_state_kept(params), torch.no_grad(), RandomOperations() as random:
         call_with(func, params, params)
     return sorted(set(random.seen))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .functional import call_with
+from .process_state import random_state_kept
 
 _CLOSURE_DEPTH = 2  # model_jvp's closure in train mode wraps the one in eval mode
 
@@ -85,8 +86,7 @@ class Workload:
 
 def _output_size(func, params):
     """func()'s output size, by one forward pass without a graph or a trace in the random state."""
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with random_state_kept(params), torch.no_grad():
         return call_with(func, params, params).numel()
 
 

@@ -48,7 +48,7 @@ from gvp_bench.kit import (NO_FORWARD_FORMULA, SUBSTITUTION_BLIND_SPOTS, Delegat
                            split_random_state)
 from gvp_bench.blind_spots import parametrizations_refused
 from gvp_bench.functional import look_through_substitution
-from gvp_bench.process_state import left_as_found
+from gvp_bench.process_state import left_as_found, random_state_kept
 
 NO_SECOND_ORDER = ("create_graph=True: torch.compile's graphs can be differentiated once, not twice "
                    "(aot_autograd has no double backward), and second-order products need that")
@@ -85,9 +85,8 @@ _HOOKS_PROBE = "gvp_bench: compiled probes func for saved-tensor hooks"
 def _uses_saved_tensors_hooks(func, params):
     """Whether func pushes saved-tensor hooks (a non-reentrant torch.utils.checkpoint, save_on_cpu), by one call
     of func with them disabled, leaving the random state as it was. func's own errors are left to the product."""
-    devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
     try:
-        with torch.random.fork_rng(devices=devices), torch.autograd.graph.disable_saved_tensors_hooks(_HOOKS_PROBE):
+        with random_state_kept(params), torch.autograd.graph.disable_saved_tensors_hooks(_HOOKS_PROBE):
             func()
     except RuntimeError as error:
         return _HOOKS_PROBE in str(error)

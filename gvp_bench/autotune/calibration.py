@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import UnsupportedError
+from ..process_state import cuda_devices
 
 TARGET_S = 0.03
 MAX_ROUNDS = 20
@@ -76,7 +77,7 @@ class _Candidate:
     def __init__(self, strategy, product, func, params, args):
         self.strategy, self.product, self.func, self.params, self.args = strategy, product, func, params, args
         self.device = params[0].device
-        self.devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+        self.devices = cuda_devices(params)
 
     def _synchronize(self):
         if self.device.type == "cuda":
