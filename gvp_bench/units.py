@@ -11,7 +11,7 @@ def _missing(value):
 
 
 def seconds(value):
-    """``0.00123`` -> ``'1.23 ms'``."""
+    """Seconds as text, three significant digits in the largest of s, ms, µs and ns that keeps them at least 1."""
     if _missing(value):
         return ""
     for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
