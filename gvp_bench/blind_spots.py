@@ -13,8 +13,11 @@ this module detects it, cheaply, on every call:
   strategy raises :class:`UnsupportedError` naming it (the autograd-based ones follow the graph).
   It also makes an embedding's padding rows constants in forward mode, as torch's backward rule
   makes them in reverse mode, and its gradients dense (see :func:`run_operator`).
-- :class:`product_scope` (around every product): func must not modify a param in place
+- :class:`product_scope` (around every attempt at a product): func must not modify a param in place
   (``nn.Embedding(max_norm=...)`` renormalises its weight): the params' version counters are compared.
+  The same object also does what every attempt needs besides: it puts back the process state a
+  failed attempt left changed and names torch's missing derivative formulas (one object, as it runs
+  on every call).
 - :func:`check_distinct_storage`: two params that are views of one tensor (``[W, W[0]]``) have
   no single answer (a substitution treats them as independent, autograd as a view).
 - :func:`check_supported_dtype`: float32 and float64 only; float16 and bfloat16 are refused with a
@@ -25,16 +28,19 @@ this module detects it, cheaply, on every call:
 """
 
 import contextlib
+import operator
 import threading
 
 import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .errors import UnsupportedError
+from . import process_state
+from .errors import UnsupportedError, missing_rule
 from .support import Unsupported
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+_VERSION = operator.attrgetter("_version")
 
 
 def check_supported_dtype(name, tensor):
@@ -172,12 +178,18 @@ def running_strategy():
 
 
 class product_scope:
-    """The scope of one product of ``strategy``, a context manager (a class: it runs on every call), that
+    """One attempt at a product of ``strategy``, a context manager (a class, with one object doing all of it: it
+    runs on every call). It
 
     - refuses a product computed inside another strategy's product unless they compose (see GRAPH_PRODUCTS):
       the outer product follows autograd's graph, on params that all require grad (the others it replaces);
+    - puts back the process state the block left changed when it raises (gvp_bench.process_state: a failed
+      attempt cannot break a retry, nor any later call);
     - raises ValueError on leaving if the block modified a param in place (its version counter moved), also
-      when the block failed: the in-place update is then the likely cause, and the one named."""
+      when the block failed: the in-place update is then the likely cause, and the one named;
+    - turns torch's "no formula for operator X" errors into UnsupportedError naming X."""
+
+    __slots__ = ("_frame", "_versions", "_stack", "_state")
 
     def __init__(self, strategy, product, params):
         self._frame = (strategy, product, params)
@@ -193,18 +205,25 @@ class product_scope:
                     f"substitutes the params and cannot see through {strategy!r}'s own differentiation; "
                     f"compose under an outer strategy that follows autograd's graph "
                     f"({', '.join(sorted(GRAPH_PRODUCTS))}) on params that require grad, or use gvp_bench.hvp")
-        self._versions = [p._version for p in params]
+        self._versions = list(map(_VERSION, params))
         stack.append(self._frame)
         self._stack = stack
+        self._state = process_state.snapshot()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, kind, error, traceback):
         self._stack.pop()
-        for index, (param, version) in enumerate(zip(self._frame[2], self._versions)):
-            if param._version != version:
-                raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises "
-                                 f"its weight so, as does any in-place update of a param inside func); params must be "
-                                 f"left untouched: do the update outside func")
+        if kind is not None and process_state.snapshot() != self._state:
+            process_state.restore(self._state)
+        params = self._frame[2]
+        if list(map(_VERSION, params)) != self._versions:
+            index = next(i for i, (p, version) in enumerate(zip(params, self._versions)) if p._version != version)
+            raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises "
+                             f"its weight so, as does any in-place update of a param inside func); params must be "
+                             f"left untouched: do the update outside func")
+        unsupported = missing_rule(self._frame[0], error)
+        if unsupported is not None:
+            raise unsupported from error
         return False
 
 

@@ -116,19 +116,15 @@ def forward_size(func, params):
 class Chunked:
     """The ``chunk_size`` and ``memory_budget`` options of a strategy that computes rows in chunks."""
 
-    last_chunk_size = None           # rows at once in the latest chunked product
+    last_chunk_size = None           # rows at once in the latest chunked product (None: it did not chunk)
     last_memory_budget_bytes = None  # the budget it was chosen under (None: chunk_size given, or free memory unknown)
+    latest_call_defaults = {"last_chunk_size": None, "last_memory_budget_bytes": None}  # (see Strategy)
 
     def __init__(self, chunk_size=AUTO, memory_budget=None):
         self.chunk_size = check_chunk_size(chunk_size)
         if memory_budget is not None and self.chunk_size != AUTO:
             raise ValueError(f"memory_budget applies to chunk_size='auto' only, not chunk_size={chunk_size!r}")
         self.memory_budget = DEFAULT_MEMORY_FRACTION if memory_budget is None else check_memory_budget(memory_budget)
-
-    def compute(self, product, func, params, *args):
-        """The contract's compute, with what the latest call chose reset first (None: it did not chunk)."""
-        self.last_chunk_size = self.last_memory_budget_bytes = None
-        return super().compute(product, func, params, *args)
 
     def _rows_per_chunk(self, func, params, rows, result_row):
         """How many of ``rows`` rows (None: as many as func()'s output has elements, J's rows) to

@@ -17,9 +17,9 @@ import torch
 
 from .blind_spots import product_scope
 from .signature import signature
-from .errors import UnsupportedError, translate_missing_rules
+from .errors import UnsupportedError
 from .model_form import model_form
-from .process_state import cuda_devices, left_as_found
+from .process_state import cuda_devices
 from .validation import (
     check_batch_tangents,
     check_func,
@@ -33,6 +33,7 @@ from .workarounds import WorkaroundWarning, workaround_for
 
 
 PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
+_NO_WORKAROUND = contextlib.nullcontext()
 
 
 def model_closure(model, x, form=None):
@@ -134,6 +135,7 @@ class Strategy(abc.ABC):
     name = None
     unsupported = ()  # what it refuses: gvp_bench.support.Unsupported declarations, read by the conformance harness
     last_workarounds = ()  # the workarounds the latest call needed, by name
+    latest_call_defaults = {}  # attributes that describe the latest call, set to these values as each call starts
     costly_first_call = False  # True where the first call per workload compiles or captures (seconds): auto never times it
     records_on_second_call = False  # True where the second call per workload records a CUDA graph (cuda_graphs)
 
@@ -174,32 +176,34 @@ class Strategy(abc.ABC):
         workarounds a workload needed are remembered under its signature (see
         gvp_bench.signature), so later calls start inside them instead of failing
         first; the signature is only taken once some workload of this strategy has needed a
-        workaround. An attempt that fails leaves the process state as it found it, however it fails
-        (gvp_bench.process_state): a failed attempt cannot break the retry, nor any later call.
+        workaround. Each attempt runs in a :class:`~gvp_bench.blind_spots.product_scope`: one that fails
+        leaves the process state as it found it, however it fails (gvp_bench.process_state), so a failed
+        attempt cannot break the retry, nor any later call.
         """
         remembered = self.__dict__.setdefault("_workarounds_by_workload", {})
         key = signature(product, func, params, args) if remembered else None
-        needed = list(remembered.get(key, ()))
-        with product_scope(self.name, product, params):
-            while True:
-                try:
-                    with left_as_found(), contextlib.ExitStack() if needed else contextlib.nullcontext() as scope:
-                        for workaround in needed:
-                            scope.enter_context(workaround.context())
-                        with translate_missing_rules(self.name):
-                            result = getattr(self, f"_{product}")(func, params, *args)
-                    break
-                except UnsupportedError as error:
-                    workaround = workaround_for(error.operator)
-                    if workaround is None or workaround in needed:
-                        raise
-                    needed.append(workaround)
+        needed = list(remembered.get(key, ())) if remembered else []
+        self.__dict__.update(self.latest_call_defaults)
+        implementation = getattr(self, f"_{product}")
+        while True:
+            try:
+                with product_scope(self.name, product, params), (
+                        contextlib.ExitStack() if needed else _NO_WORKAROUND) as scope:
+                    for workaround in needed:
+                        scope.enter_context(workaround.context())
+                    result = implementation(func, params, *args)
+                break
+            except UnsupportedError as error:
+                workaround = workaround_for(error.operator)
+                if workaround is None or workaround in needed:
+                    raise
+                needed.append(workaround)
+        self.last_workarounds = tuple(w.name for w in needed)
         if needed:
             remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
-        self.last_workarounds = tuple(w.name for w in needed)
-        for workaround in needed:
-            warnings.warn(f"gvp_bench: {self.name} {product} ran with {workaround.description} "
-                          f"({workaround.name})", WorkaroundWarning, stacklevel=3)
+            for workaround in needed:
+                warnings.warn(f"gvp_bench: {self.name} {product} ran with {workaround.description} "
+                              f"({workaround.name})", WorkaroundWarning, stacklevel=3)
         return result
 
     # The documented API, the same for every strategy.

@@ -45,10 +45,23 @@ _MISSING_RULES = [
 _OPERATOR_NAMES = {"cudnn RNN": "_cudnn_rnn_backward"}
 
 
-class translate_missing_rules:
-    """Turn torch's "no formula for operator X" errors into :class:`UnsupportedError` naming X.
+def missing_rule(strategy, error):
+    """The :class:`UnsupportedError` naming the operator when ``error`` is torch's "no formula for operator X"
+    error, else None."""
+    if not isinstance(error, (NotImplementedError, RuntimeError)) or isinstance(error, UnsupportedError):
+        return None
+    message = str(error)
+    for pattern, what in _MISSING_RULES:
+        match = pattern.search(message)
+        if match:
+            operator = _OPERATOR_NAMES.get(match.group(1), match.group(1)).strip("'\".,")
+            return UnsupportedError(strategy, f"operator {operator} {what}", operator)
+    return None
 
-    A context manager (a class rather than a generator: it is entered on every product)."""
+
+class translate_missing_rules:
+    """Turn torch's "no formula for operator X" errors into :class:`UnsupportedError` naming X (a context
+    manager)."""
 
     def __init__(self, strategy):
         self.strategy = strategy
@@ -57,14 +70,9 @@ class translate_missing_rules:
         return self
 
     def __exit__(self, kind, error, traceback):
-        if not isinstance(error, (NotImplementedError, RuntimeError)) or isinstance(error, UnsupportedError):
-            return False
-        message = str(error)
-        for pattern, what in _MISSING_RULES:
-            match = pattern.search(message)
-            if match:
-                operator = _OPERATOR_NAMES.get(match.group(1), match.group(1)).strip("'\".,")
-                raise UnsupportedError(self.strategy, f"operator {operator} {what}", operator) from error
+        unsupported = missing_rule(self.strategy, error)
+        if unsupported is not None:
+            raise unsupported from error
         return False
 
 

@@ -150,7 +150,7 @@ def _compute(name, batched, func, params, tangents):
         raise ValueError(f"unknown Hessian-vector product strategy {name!r}; valid names: "
                          f"{', '.join(hvp_strategies())}")
     product = _PRODUCTS[name][1 if batched else 0]
-    with product_scope(name, "hvp", params), translate_missing_rules(name):
+    with product_scope(name, "hvp", params):
         return tuple(r.detach() for r in product(func, params, tangents))
 
 
