@@ -18,8 +18,7 @@ import torch
 from .blind_spots import product_scope
 from .signature import signature
 from .errors import UnsupportedError
-from .model_form import model_form
-from .process_state import cuda_devices
+from .model_call import model_closure
 from .validation import (
     check_batch_tangents,
     check_func,
@@ -34,84 +33,6 @@ from .workarounds import WorkaroundWarning, workaround_for
 
 PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
 _NO_WORKAROUND = contextlib.nullcontext()
-
-
-def model_closure(model, x, form=None):
-    """``func`` for model_jvp / model_vjp: ``model(x)`` with the model's buffers protected.
-
-    The call runs on fresh copies of the buffers it can update in place (BatchNorm running
-    statistics in train mode; see gvp_bench.model_form), so the model's buffers are exactly as
-    before, and torch.func transforms never see a captured tensor mutated. In train mode every
-    call of the closure starts from the same random state, drawn once when the closure is made:
-    dropout uses one mask for the whole product, however many forward passes a strategy makes.
-
-    The closure also takes replacements of the model's trainable params, ``call_model(replacements)``,
-    swapped in the modules for the call; ``call_model.trainable_params()``
-    says which params those replace (none where the model keeps a param elsewhere too) (gvp_bench.functional.call_with uses both), and
-    ``call_model.model_form()`` gives the model's form. ``form``: the model's
-    form (gvp_bench.model_form) just checked, for a closure made for one call; by default each call
-    of the closure takes the model's current form.
-    """
-    random_state = one_random_state(model) if model.training else None
-
-    current_form = (lambda: form) if form is not None else (lambda: model_form(model))
-
-    def call(replacements=None):
-        if torch.compiler.is_compiling():  # which cannot trace a form's snapshot; call_with substitutes the params
-            return buffers_protected_call(model, x)()
-        return current_form().call(model, x, replacements)
-
-    def call_model(replacements=None):
-        if random_state is None:
-            return call(replacements)
-        with random_state():
-            return call(replacements)
-
-    for closure in (call, call_model):  # call: the same without the random state, for split_random_state
-        closure.trainable_params = lambda: current_form().swappable_params
-        closure.model_form = current_form
-    call_model.gvp_bench_random_state = (call, random_state)
-    call_model.gvp_bench_key = (model_closure, type(model), model.training, x.shape, x.dtype)  # gvp_bench.signature
-    return call_model
-
-
-def split_random_state(func):
-    """(the call, the context its random state starts from) for a closure :func:`model_closure` made in train
-    mode; (func, None) for any other func. For strategies that cannot run the context inside what they trace
-    (torch.compile): they enter it once around a product that runs the forward pass once."""
-    return getattr(func, "gvp_bench_random_state", (func, None))
-
-
-def buffers_protected_call(model, x):
-    """``model(x)`` on fresh copies of the model's buffers (see :func:`model_closure`)."""
-
-    def call_model():
-        buffers = dict(model.named_buffers())
-        if not buffers:
-            return model(x)
-        copies = {name: buffer.clone() for name, buffer in buffers.items()}
-        return torch.func.functional_call(model, copies, (x,), strict=False)
-
-    return call_model
-
-
-def one_random_state(model):
-    """A context manager factory: each use starts from one random state, drawn here from the global
-    generator (which so moves on, as a forward pass would), and restores the global state after."""
-    seed = int(torch.randint(2 ** 62, ()).item())
-    cpu_state = torch.Generator().manual_seed(seed).get_state()
-    devices = cuda_devices(model.parameters())
-    cuda_states = [torch.Generator(device=f"cuda:{d}").manual_seed(seed).get_state() for d in devices]
-
-    @contextlib.contextmanager
-    def from_the_drawn_state():
-        with torch.random.fork_rng(devices=devices):
-            torch.set_rng_state(cpu_state)
-            for device, state in zip(devices, cuda_states):
-                torch.cuda.set_rng_state(state, device)
-            yield
-
-    return from_the_drawn_state
 
 
 def _finish(results, create_graph):

@@ -9,7 +9,7 @@ arguments swapped too (otherwise their derivative would flow to the original par
 product would silently be zero). Nothing is rebound or mutated, so the params are untouched
 and the substitution ends with the call.
 
-A model closure (gvp_bench.contract.model_closure) over the model's trainable params is
+A model's call (gvp_bench.model_call) over the model's trainable params is
 called with its replacements instead: they are swapped in the module's own parameter dicts for
 the call, as ``torch.func.functional_call`` does, at no cost per torch call.
 
@@ -156,7 +156,7 @@ def call_with(func, params, replacements):
     """func() with each params[i] replaced by replacements[i] for the duration of the call."""
     if all(map(operator.is_, replacements, params)):
         return check_output(func())
-    trainable = getattr(func, "trainable_params", None)  # a model closure (gvp_bench.contract.model_closure)
+    trainable = getattr(func, "trainable_params", None)  # a model's call (gvp_bench.model_call)
     if trainable is not None and not torch.compiler.is_compiling() and _same_tensors(trainable(), params):
         return check_output(func(replacements))
     substitution = _Substitution([(p, r) for p, r in zip(params, replacements) if r is not p])

@@ -34,8 +34,8 @@ The helpers, by job:
 
 from .blind_spots import SUBSTITUTION_BLIND_SPOTS
 from .chunking import Chunked, forward_mode_jacobian, in_chunks
-from .contract import (PRODUCTS, Delegating, Strategy, buffers_protected_call, model_closure,
-                       one_random_state, split_random_state)
+from .contract import PRODUCTS, Delegating, Strategy
+from .model_call import buffers_protected_call, model_closure, one_random_state, split_random_state
 from .dense import jacobian_vector_products, vector_jacobian_products
 from .errors import UnsupportedError
 from .functional import EmptyOutputPadding, as_function_of, call_with, custom_functions_called, primals_of

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from .functional import call_with
+from .model_call import ModelCall
 from .process_state import random_state_kept
 
-_CLOSURE_DEPTH = 2  # model_jvp's closure in train mode wraps the one in eval mode
+_CLOSURE_DEPTH = 2  # closures that capture closures
 
 
 def _captured(value, depth):
@@ -28,18 +29,16 @@ def _captured(value, depth):
         return value.shape, value.dtype
     if isinstance(value, nn.Module):
         return type(value), value.training
-    if depth and callable(value) and hasattr(value, "__code__"):
+    if depth and (isinstance(value, ModelCall) or callable(value) and hasattr(value, "__code__")):
         return function_key(value, depth - 1)
     return type(value)
 
 
 def function_key(func, depth=_CLOSURE_DEPTH):
-    """What the function is: its code and what its closure captures, or its type; a model closure
-    (gvp_bench.contract.model_closure) says it itself, once: the model's class and mode, the input's shape and
-    dtype."""
-    key = getattr(func, "gvp_bench_key", None)
-    if key is not None:
-        return key
+    """What the function is: its code and what its closure captures, or its type; a model's call
+    (gvp_bench.model_call) says it itself: the model's class and mode, the input's shape and dtype."""
+    if isinstance(func, ModelCall):
+        return func.key()
     code = getattr(func, "__code__", None)
     if code is None:
         return type(func)

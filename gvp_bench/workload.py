@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import nn
 
-from .contract import model_closure
+from .model_call import model_closure
 from .validation import check_func, check_model, check_params
 
 SIZE = "user"  # the results' size column for a workload of your own (the zoo's are tiny ... large)

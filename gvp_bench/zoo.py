@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .contract import model_closure
+from .model_call import model_closure
 from .workarounds import WORKAROUNDS
 
 SIZES = ("tiny", "small", "medium", "large")

@@ -23,7 +23,7 @@ and saved-tensor hooks in func (a non-reentrant ``torch.utils.checkpoint``, foun
 call with them disabled: the compiled jvp through one answered zeros).
 gvp-bench's own closure over a model in train mode (model_jvp's, a workload's: model_closure), which starts
 every call from one random state, runs with that state set once around the compiled product instead
-(gvp_bench.contract.split_random_state): its graph runs the forward once, and inductor draws random numbers
+(gvp_bench.model_call.split_random_state): its graph runs the forward once, and inductor draws random numbers
 as eager does (``fallback_random``), so dropout uses one mask, the same as the other strategies'.
 It also refuses ``create_graph=True``: its results could be differentiated once but not twice.
 Batches and Jacobians are computed with all their rows at once (func_vmap with ``chunk_size=None``):

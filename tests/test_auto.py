@@ -92,7 +92,7 @@ def test_the_second_call_with_a_signature_does_not_calibrate(calibrations):
 def test_signature_tells_models_and_inputs_apart():
     def jvp_signature(model, x):
         params = tuple(model.parameters())
-        return signature("jvp", gvp_bench.contract.model_closure(model, x), params, (params, False))
+        return signature("jvp", gvp_bench.model_call.model_closure(model, x), params, (params, False))
 
     linear, tanh_net = torch.nn.Linear(3, 2), torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh())
     x = torch.randn(4, 3)

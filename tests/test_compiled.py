@@ -13,7 +13,7 @@ import gvp_bench
 from gvp_bench import zoo
 from gvp_bench.autotune.config import AutoSettings
 from gvp_bench.conformance.cases import CubeBackwardOnly
-from gvp_bench.contract import model_closure
+from gvp_bench.model_call import model_closure
 from gvp_bench.implementations.auto import Auto
 
 EAGER = gvp_bench.get_strategy("func_vmap")
@@ -75,7 +75,7 @@ def test_model_jvp_in_train_mode_uses_one_dropout_mask_as_eager_does():
 
 
 def test_a_closure_over_a_model_in_train_mode_without_random_operations_compiles():
-    """model_closure's random state (gvp_bench.contract.split_random_state) is set around the compiled product:
+    """model_closure's random state (gvp_bench.model_call.split_random_state) is set around the compiled product:
     dynamo never traces its restoring of the generator."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3), torch.nn.LayerNorm(4), torch.nn.GELU(),

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .. import zoo
-from ..contract import model_closure
+from ..model_call import model_closure
 
 FUNC_FUNCTIONS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")
 MODEL_FUNCTIONS = ("model_jvp", "model_vjp")
