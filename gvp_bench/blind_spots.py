@@ -221,7 +221,7 @@ class product_scope:
             raise ValueError(f"func modified params[{index}] in place (nn.Embedding(max_norm=...) renormalises "
                              f"its weight so, as does any in-place update of a param inside func); params must be "
                              f"left untouched: do the update outside func")
-        unsupported = missing_rule(self._frame[0], error)
+        unsupported = missing_rule(self._frame[0], error) if kind is not None else None
         if unsupported is not None:
             raise unsupported from error
         return False

@@ -11,6 +11,7 @@ errors into :class:`~gvp_bench.errors.UnsupportedError`, and detach results when
 
 import abc
 import contextlib
+import operator
 import warnings
 
 import torch
@@ -33,6 +34,7 @@ from .workarounds import WorkaroundWarning, workaround_for
 
 PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
 _NO_WORKAROUND = contextlib.nullcontext()
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 def _finish(results, create_graph):
@@ -41,7 +43,9 @@ def _finish(results, create_graph):
     if isinstance(results, torch.Tensor):
         return results if create_graph or not results.requires_grad else results.detach()
     results = [r.to_dense() if r.is_sparse else r for r in results]
-    return [r if create_graph or not r.requires_grad else r.detach() for r in results]
+    if create_graph or not any(map(_REQUIRES_GRAD, results)):
+        return results
+    return [r.detach() if r.requires_grad else r for r in results]
 
 
 class Strategy(abc.ABC):
@@ -119,7 +123,7 @@ class Strategy(abc.ABC):
                 if workaround is None or workaround in needed:
                     raise
                 needed.append(workaround)
-        self.last_workarounds = tuple(w.name for w in needed)
+        self.last_workarounds = tuple(w.name for w in needed) if needed else ()
         if needed:
             remembered[key if key is not None else signature(product, func, params, args)] = tuple(needed)
             for workaround in needed:

@@ -124,9 +124,6 @@ class ModelForm:
         substitute = any(map(_keeps_elsewhere(params), modules)) or any(map(_embedding_needing_substitution, modules))
         self.swappable_params = () if substitute else self.params
 
-    def matches(self):
-        return self.snapshot.still_holds()
-
     def call(self, model, x, replacements=None):
         """model(x), on fresh copies of the buffers it can update, with the params replaced by
         ``replacements`` (a sequence matching :attr:`params`) when given.
@@ -150,12 +147,17 @@ class ModelForm:
                 slots[key] = self.params[index]
 
 
-_forms = weakref.WeakKeyDictionary()
+_forms = {}  # id(module) -> its latest form; an entry is removed when its module is collected
 
 
 def model_form(model):
     """The functional form of ``model`` (an nn.Module), made anew when the module changed since the last one."""
-    form = _forms.get(model)
-    if form is None or not form.matches():
-        form = _forms[model] = ModelForm(model)
-    return form
+    key = id(model)
+    form = _forms.get(key)
+    if form is not None and form.snapshot.still_holds():
+        return form
+    fresh = ModelForm(model)
+    if form is None:
+        weakref.finalize(model, _forms.pop, key, None)
+    _forms[key] = fresh
+    return fresh

@@ -1,6 +1,7 @@
 """Reverse-mode building blocks on torch.autograd.grad, shared by the autograd-based strategies."""
 
 import operator
+from itertools import repeat
 
 import torch
 
@@ -32,6 +33,8 @@ def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None
         return zeros_for(inputs, batch)  # (a batch of no cotangents: the Jacobian of an output with no elements)
     grads = torch.autograd.grad(outputs, inputs, grad_outputs, create_graph=create_graph,
                                 retain_graph=retain_graph, allow_unused=True, is_grads_batched=is_grads_batched)
+    if not any(map(operator.is_, grads, repeat(None))):  # the usual case, first
+        return grads
     return tuple(torch.zeros(tuple(batch) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g
                  for g, x in zip(grads, inputs))
 

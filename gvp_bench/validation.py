@@ -8,7 +8,7 @@ cotangents shaped like the output, batches with the batch dimension first.
 import torch
 from torch import nn
 
-from .blind_spots import check_distinct_storage, check_supported_dtype
+from .blind_spots import SUPPORTED_DTYPES, check_distinct_storage, check_supported_dtype
 from .model_form import model_form
 
 
@@ -75,6 +75,8 @@ def _unkeyed(vectors, keys, name):
 
 def check_output(output):
     """What func() returned: a floating-point tensor."""
+    if isinstance(output, torch.Tensor) and output.dtype in SUPPORTED_DTYPES:  # the usual case, first: it runs every call
+        return output
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"func must return a tensor, got {type(output).__name__}")
     if not output.is_floating_point():
@@ -107,7 +109,7 @@ def _check_like(name, tensor, like, shape):
         raise TypeError(f"{name} must have dtype {like.dtype} like what it multiplies, got {tensor.dtype}")
     if tensor.device != like.device:
         raise ValueError(f"{name} must be on device {like.device} like what it multiplies, got {tensor.device}")
-    if tuple(tensor.shape) != tuple(shape):
+    if tensor.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(tensor.shape)}")
     return tensor
 
@@ -196,7 +198,7 @@ def check_cotangent(v, output, name="v"):
     """v for a VJP, shaped like func()'s output (or flat), returned shaped like the output."""
     if not isinstance(v, torch.Tensor):
         raise TypeError(f"{name} must be a tensor shaped like func()'s output, got {type(v).__name__}")
-    if tuple(v.shape) != tuple(output.shape):
+    if v.shape != output.shape:
         if v.dim() != 1 or v.numel() != output.numel():
             raise ValueError(f"{name} must have func()'s output shape {tuple(output.shape)} "
                              f"(or be flat with {output.numel()} elements), got {tuple(v.shape)}")
