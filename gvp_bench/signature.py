@@ -12,6 +12,7 @@ The size (:class:`Workload`) is what results and the candidate filters compare: 
 count P, output size M, batch size k and element size; it is measured once per signature.
 """
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ from .functional import call_with
 from .model_call import ModelCall
 from .process_state import random_state_kept
 
+_SHAPE = operator.attrgetter("shape")
 _CLOSURE_DEPTH = 2  # closures that capture closures
 
 
@@ -65,7 +67,7 @@ def signature(product, func, params, args):
     """The key auto caches its choice under; ``args`` are the product's arguments after params
     (the vectors, then create_graph). Params' dtypes agree in practice: the first one's stands for all."""
     first = params[0]
-    return (product, first.device, first.dtype, tuple([p.shape for p in params]), _vectors_key(product, args),
+    return (product, first.device, first.dtype, tuple(map(_SHAPE, params)), _vectors_key(product, args),
             bool(args[-1]), function_key(func))
 
 

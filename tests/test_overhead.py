@@ -139,6 +139,16 @@ def test_overhead_measures_every_contender(monkeypatch):
     assert "| mlp/tiny | model_jvp | forward_dual |" in overhead.table(rows)
 
 
+def test_the_checked_hand_written_calls_answer_as_the_hand_written_call():
+    model, x, u = _mlp(), torch.randn(5, 3), torch.randn(5, 2)
+    expected = raw.model_vjp(model)(x, u)
+    calls = overhead.checked_calls(model, x, u)
+    assert list(calls) == ["checks: form", "checks: scope", "checks: form + scope"]
+    for name, call in calls.items():
+        for ours, theirs in zip(call(), expected):
+            torch.testing.assert_close(ours, theirs, msg=name)
+
+
 def test_jax_gets_torchs_threads_by_pinning_the_process_before_jax_is_imported(monkeypatch):
     import os
     import sys

@@ -9,6 +9,10 @@ interleaved rounds (each round times every contender for the same number of call
 rotated order), and the figures are the medians over rounds of each round's ratio to the
 hand-written call and to the no-grad forward pass (forward passes), which cancels what drifts
 between rounds (frequency, cache pressure).
+
+With ``--checks``, the hand-written vᵀJ also runs with the checks every product keeps, gvp-bench's
+own code, added to it one at a time, without any of gvp-bench's layers between (:func:`checked_calls`):
+what those checks cost by themselves, against what the whole wrapper costs.
 """
 
 import statistics
@@ -17,6 +21,8 @@ import time
 import torch
 
 from .. import zoo
+from ..blind_spots import product_scope
+from ..model_form import model_form
 from ..registry import get_strategy
 from . import raw
 
@@ -73,8 +79,32 @@ def _contenders(op, entry, vector, strategies):
     return calls
 
 
-def measure(models=DEFAULT_MODELS, rounds=21, jvp_strategies=JVP_STRATEGIES, vjp_strategies=VJP_STRATEGIES):
-    """Rows (model, op, strategy, seconds per call, ratio to the hand-written call, forward passes), one thread."""
+def checked_calls(model, x, u):
+    """``torch.autograd.grad(model(x), params, u)`` with the checks every model_vjp keeps, by name: the
+    model's form looked up and checked against the module (gvp_bench.model_form), which gives the params;
+    the product's scope around the call (gvp_bench.blind_spots.product_scope: nesting, the params' version
+    counters, the process state read for a failure to put back); and both."""
+    params = model_form(model).params
+
+    def form():
+        return torch.autograd.grad(model(x), model_form(model).params, u)
+
+    def scope():
+        with product_scope("hand-written", "vjp", params):
+            return torch.autograd.grad(model(x), params, u)
+
+    def form_and_scope():
+        checked = model_form(model).params
+        with product_scope("hand-written", "vjp", checked):
+            return torch.autograd.grad(model(x), checked, u)
+
+    return {"checks: form": form, "checks: scope": scope, "checks: form + scope": form_and_scope}
+
+
+def measure(models=DEFAULT_MODELS, rounds=21, jvp_strategies=JVP_STRATEGIES, vjp_strategies=VJP_STRATEGIES,
+            checks=False):
+    """Rows (model, op, strategy, seconds per call, ratio to the hand-written call, forward passes), one thread;
+    with ``checks``, model_vjp's rows also have the hand-written call with the checks (:func:`checked_calls`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []
@@ -89,7 +119,10 @@ def measure(models=DEFAULT_MODELS, rounds=21, jvp_strategies=JVP_STRATEGIES, vjp
             cotangent = torch.randn(output.shape, generator=generator)
             for op, vector, strategies in (("model_jvp", tangents, jvp_strategies),
                                            ("model_vjp", cotangent, vjp_strategies)):
-                times = interleaved_times(_contenders(op, entry, vector, strategies), rounds)
+                contenders = _contenders(op, entry, vector, strategies)
+                if checks and op == "model_vjp":
+                    contenders.update(checked_calls(entry.model, entry.x, vector))
+                times = interleaved_times(contenders, rounds)
                 rows += [dict(model=spec, op=op, strategy=contender, seconds=statistics.median(per_round),
                               ratio=median_ratio(per_round, times[raw.NAMES[op]]),
                               forward_passes=median_ratio(per_round, times[FORWARD]))
@@ -119,5 +152,8 @@ def add_parser(commands, names, help_text):
     parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default 21)")
     parser.add_argument("--jvp-strategies", type=names, default=list(JVP_STRATEGIES))
     parser.add_argument("--vjp-strategies", type=names, default=list(VJP_STRATEGIES))
+    parser.add_argument("--checks", action="store_true",
+                        help="also time the hand-written vᵀJ with the checks every product keeps added to it: the "
+                             "model's form, the product's scope, both")
     parser.set_defaults(run=lambda args: print(table(measure(args.models, args.rounds, args.jvp_strategies,
-                                                             args.vjp_strategies))) or 0)
+                                                             args.vjp_strategies, args.checks))) or 0)
