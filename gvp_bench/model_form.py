@@ -41,19 +41,23 @@ _PARAM_FLAGS = operator.attrgetter("requires_grad", "dtype")
 
 class _Snapshot:
     """The objects a form depends on (compared by identity) and their flags (compared by equality), read
-    with C-level iteration over dicts gathered once: it is taken on every call."""
+    with C-level iteration over dicts gathered once: it is taken on every call. Of the dicts that were empty
+    (most are: an activation's, a layer's children, the hooks), it reads only whether any has an entry now."""
 
     def __init__(self, modules):
         self.modules = modules
-        self.dicts = [d for m in modules for d in (m._modules, m._parameters, m._buffers)]
-        self.hooks = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
+        dicts = [d for m in modules for d in (m._modules, m._parameters, m._buffers)]
+        hooks = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
+        self.values = [d.values() for d in dicts if d]  # live views of the dicts that hold something
+        self.hooks = [d for d in hooks if d]
+        self.empty = [d for d in dicts + hooks if not d]
         self.params = [p for m in modules for p in m._parameters.values() if p is not None]
         self.objects, self.flags = self.read()
 
     def read(self):
-        objects = list(chain.from_iterable(map(dict.values, self.dicts)))
+        objects = list(chain.from_iterable(self.values))
         flags = (list(map(_TRAINING, self.modules)), list(map(len, self.hooks)), list(map(_PARAM_FLAGS, self.params)),
-                 _global_hook_count())
+                 _global_hook_count(), any(map(len, self.empty)))
         return objects, flags
 
     def still_holds(self):

@@ -24,7 +24,8 @@ def test_the_form_is_kept_while_the_model_is_unchanged():
     assert model_form(model).params == tuple(model.parameters())
 
 
-@pytest.mark.parametrize("change", ["train", "freeze", "replace", "add", "hook", "global_hook", "dtype"])
+@pytest.mark.parametrize("change", ["train", "freeze", "replace", "add", "hook", "global_hook", "dtype", "new_param",
+                                    "new_buffer", "new_child", "pre_hook", "bias_removed"])
 def test_the_form_is_made_anew_when_the_model_changes(change):
     model = _mlp()
     before = model_form(model)
@@ -43,6 +44,16 @@ def test_the_form_is_made_anew_when_the_model_changes(change):
         handles.append(nn.modules.module.register_module_forward_hook(lambda *args: None))
     elif change == "dtype":
         model[0].weight.data = model[0].weight.data.double()
+    elif change == "new_param":  # on a layer that had none (its parameter dict was empty)
+        model[2].register_parameter("scale", nn.Parameter(torch.ones(1)))
+    elif change == "new_buffer":
+        model[2].register_buffer("shift", torch.zeros(1))
+    elif change == "new_child":  # under a layer that had no children
+        model[0].add_module("extra", nn.Linear(2, 2))
+    elif change == "pre_hook":
+        handles.append(model[2].register_forward_pre_hook(lambda *args: None))
+    elif change == "bias_removed":
+        model[3].bias = None
     try:
         after = model_form(model)
         assert after is not before
