@@ -23,7 +23,7 @@ from .model_call import ModelCall
 from .process_state import random_state_kept
 
 _SHAPE = operator.attrgetter("shape")
-_CLOSURE_DEPTH = 2  # closures that capture closures
+_CLOSURE_DEPTH = 2  # how deep the closures a closure captures are read
 
 
 def _captured(value, depth):

@@ -74,6 +74,15 @@ def test_the_default_budget_is_half_the_free_memory_and_an_int_chunk_size_is_use
     assert fixed.last_chunk_size == 5 and fixed.last_memory_budget_bytes is None
 
 
+def test_what_the_latest_call_chose_is_reset_by_a_call_that_does_not_chunk():
+    strategy = gvp_bench.get_strategy("double_backward", memory_budget=BUDGET)
+    _calls(strategy)["batch_vjp"]()
+    assert strategy.last_chunk_size > 1 and strategy.last_memory_budget_bytes == BUDGET
+    func, params = _problem()
+    strategy.vjp(func, params, torch.ones(32))  # one backward pass: nothing to chunk
+    assert strategy.last_chunk_size is None and strategy.last_memory_budget_bytes is None
+
+
 @pytest.mark.parametrize("name", CHUNKED)
 @pytest.mark.parametrize("options,words", [
     (dict(chunk_size=0), "chunk_size"), (dict(chunk_size="big"), "chunk_size"), (dict(chunk_size=True), "chunk_size"),
