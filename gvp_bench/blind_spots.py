@@ -213,8 +213,8 @@ class product_scope:
 
     def __exit__(self, kind, error, traceback):
         self._stack.pop()
-        if kind is not None and process_state.snapshot() != self._state:
-            process_state.restore(self._state)
+        if kind is not None:
+            process_state.restore(self._state)  # what the failed attempt left changed, if anything
         params = self._frame[2]
         if list(map(_VERSION, params)) != self._versions:
             index = next(i for i, (p, version) in enumerate(zip(params, self._versions)) if p._version != version)

@@ -82,6 +82,7 @@ class Noise:
     cells: int     # how many cells it is estimated from
     z: float       # the noise floor in robust standard deviations (NaN with too few cells)
     floor: float   # the change honest cells of these two runs reach by chance (0 with too few cells)
+    tails: str = ""  # the model of the spread's tails z comes from: "logistic" or "t3" ("" with too few cells)
 
     @classmethod
     def of(cls, log_ratios, runs_per_side=1):
@@ -94,9 +95,10 @@ class Noise:
         spread, cells = stats.robust_spread(log_ratios), len(log_ratios)
         if cells < MIN_CELLS_FOR_NOISE:
             return cls(spread, cells, math.nan, 0.0)
-        quantile = stats.logistic_quantile if runs_per_side >= REPEATED_RUNS else stats.student_t3_quantile
+        tails, quantile = (("logistic", stats.logistic_quantile) if runs_per_side >= REPEATED_RUNS
+                           else ("t3", stats.student_t3_quantile))
         z = quantile(1 - stats.ALPHA / cells)
-        return cls(spread, cells, z, math.exp(z * spread) - 1)
+        return cls(spread, cells, z, math.exp(z * spread) - 1, tails)
 
 
 @dataclass
@@ -320,8 +322,8 @@ def compare(base, new, threshold=THRESHOLD, instructions_threshold=INSTRUCTIONS_
                             Noise.of(np.log((table.time_ratio / own)[both].to_numpy()), runs_per_side), base, new,
                             instructions_threshold, runs_per_side)
     table["verdict"], table["regressed"] = _verdicts(comparison)
-    score = np.log(table.vs_machine.fillna(table.instructions_ratio)).fillna(0).where(table.status_base.fillna("") == table.status_new.fillna(""),
-                                                     np.inf)
+    same_status = table.status_base.fillna("") == table.status_new.fillna("")
+    score = np.log(table.vs_machine.fillna(table.instructions_ratio)).fillna(0).where(same_status, np.inf)
     table = table.assign(score=score).sort_values(["regressed", "score"], ascending=False, kind="stable")
     comparison.table = table.drop(columns="score").reset_index(drop=True)
     return comparison
@@ -348,7 +350,8 @@ def _display(table):
         both = row.status_base == "ok" and row.status_new == "ok"
         timed = both and pd.notna(row.time_ratio)
         rows.append({"verdict": row.verdict, "cell": workload(row), "base": _time(row, "base"),
-                     "new": _time(row, "new"), "ratio": units.ratio(row.time_ratio if pd.notna(row.time_ratio) else row.instructions_ratio, 4),
+                     "new": _time(row, "new"),
+                     "ratio": units.ratio(row.time_ratio if pd.notna(row.time_ratio) else row.instructions_ratio, 4),
                      "vs machine": units.ratio(row.vs_machine), "vs forward": units.ratio(row.vs_forward),
                      "p": "" if not timed else f"{p:.1g}" if row.decisive else "n/a",
                      "peak memory": units.size_in_bytes(row.peak_bytes_new if both else np.nan),
@@ -382,7 +385,7 @@ def _runs(frame):
 
 def _limit_text(comparison, noise):
     floor = (f"noise floor {_change(noise.floor)}: {noise.z:.2g} x the {noise.spread:.1%} robust spread of "
-             f"{noise.cells} cells, {'logistic' if comparison.runs_per_side >= REPEATED_RUNS else 't3'} tails" if noise.cells >= MIN_CELLS_FOR_NOISE else
+             f"{noise.cells} cells, {noise.tails} tails" if noise.cells >= MIN_CELLS_FOR_NOISE else
              f"too few cells ({noise.cells}) for a noise floor")
     return f"limit {_change(comparison.limit(noise))} (threshold {comparison.threshold:.0%}; {floor})"
 
@@ -407,8 +410,9 @@ def _reason(row):
         parts.append(f"time {units.ratio(row.vs_machine)} vs machine, {units.ratio(row.vs_forward)} vs forward "
                      f"({test})")
     if "more instructions" in row.verdict:
-        parts.append(f"instructions {units.ratio(row.instructions_ratio, 4)} ({units.instructions(row.instructions_base)}"
-                     f" -> {units.instructions(row.instructions_new)} per call)")
+        parts.append(f"instructions {units.ratio(row.instructions_ratio, 4)} "
+                     f"({units.instructions(row.instructions_base)} -> {units.instructions(row.instructions_new)} "
+                     f"per call)")
     if "more memory" in row.verdict:
         parts.append(f"memory {units.ratio(row.memory_ratio)} ({units.size_in_bytes(row.peak_bytes_base)} -> "
                      f"{units.size_in_bytes(row.peak_bytes_new)})")

@@ -46,11 +46,13 @@ from .support import FEATURES, NO_FORWARD_FORMULA, Unsupported
 from .validation import check_batch_cotangents, check_cotangent, check_model, require_batch
 
 __all__ = [
-    "Strategy", "Delegating", "PRODUCTS", "Unsupported", "FEATURES", "UnsupportedError", "SUBSTITUTION_BLIND_SPOTS", "NO_FORWARD_FORMULA",
+    "Strategy", "Delegating", "PRODUCTS", "Unsupported", "FEATURES", "UnsupportedError", "SUBSTITUTION_BLIND_SPOTS",
+    "NO_FORWARD_FORMULA",
     "as_function_of", "call_with", "primals_of", "EmptyOutputPadding", "custom_functions_called",
     "forward_with_graph", "grad_or_zeros", "reverse_vjp", "identity_cotangents", "zeros_for",
     "jacobian_vector_products", "vector_jacobian_products",
     "Chunked", "in_chunks", "forward_mode_jacobian",
-    "get_strategy", "model_closure", "buffers_protected_call", "one_random_state", "split_random_state", "check_model",
+    "get_strategy", "model_closure", "buffers_protected_call", "one_random_state", "split_random_state",
+    "check_model",
     "check_cotangent", "check_batch_cotangents", "require_batch", "signature",
 ]

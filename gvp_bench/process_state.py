@@ -150,8 +150,8 @@ class left_as_found:
     """Run the block; if it raises, put back whatever part of the state it left changed.
 
     A block that ends normally left its contexts the way it entered them (they unwind on the way out), so only a
-    failure is checked: the reading afterwards is saved on every call that succeeds. A class rather than a
-    generator-based context manager: it runs around every product, and this costs less per use."""
+    failure is checked: the reading afterwards is saved on every call that succeeds. Every attempt at a product
+    gets the same from its gvp_bench.blind_spots.product_scope."""
 
     __slots__ = ("before",)
 
@@ -159,7 +159,7 @@ class left_as_found:
         self.before = snapshot()
 
     def __exit__(self, exc_type, *exc_info):
-        if exc_type is not None and snapshot() != self.before:
+        if exc_type is not None:
             restore(self.before)
 
 

@@ -75,7 +75,7 @@ def _unkeyed(vectors, keys, name):
 
 def check_output(output):
     """What func() returned: a floating-point tensor."""
-    if isinstance(output, torch.Tensor) and output.dtype in SUPPORTED_DTYPES:  # the usual case, first: it runs every call
+    if isinstance(output, torch.Tensor) and output.dtype in SUPPORTED_DTYPES:  # the usual case first: every call
         return output
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"func must return a tensor, got {type(output).__name__}")

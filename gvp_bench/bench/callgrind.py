@@ -13,9 +13,10 @@ between ``torch._C._valgrind_toggle()`` (collection on) and
 ``torch._C._valgrind_toggle_and_dump_stats()`` (collection off, and the counts written to a
 file and reset): the protocol ``torch.utils.benchmark.Timer.collect_callgrind`` runs in its own
 subprocess. Python's cyclic garbage collector runs before each block and is paused during it
-(as timeit pauses it), so that a collection does not land in one block and not another. That Timer method is not called itself because it starts a new valgrind'd Python
-for every statement and can only hand it globals it can serialise (tensors, TorchScript), not
-a strategy's closure over a model. Each dump's ``summary:`` line is the instructions executed
+(as timeit pauses it), so that a collection does not land in one block and not another. That
+Timer method is not called itself because it starts a new valgrind'd Python for every statement
+and can only hand it globals it can serialise (tensors, TorchScript), not a strategy's closure
+over a model. Each dump's ``summary:`` line is the instructions executed
 (Ir) while collecting; a block's count over its calls is one repeat. The plain forward pass is
 counted the same way, and ``forward_ratio`` is the ratio of the medians.
 

@@ -161,8 +161,9 @@ def _own_cells(args):
         raise ValueError("--models picks zoo models: with --workload only the workloads given are measured")
     if args.jax:
         raise ValueError("--jax: the JAX side-by-side rows are of zoo models, not of a --workload")
-    return own.cells([load(spec) for spec in args.workload], devices=_devices(args.device, args.measure), dtypes=args.dtype,
-                     ops=args.ops, strategy_names=args.strategies, ks=args.k or get_suite(args.suite).ks)
+    devices = _devices(args.device, args.measure)
+    return own.cells([load(spec) for spec in args.workload], devices=devices, dtypes=args.dtype, ops=args.ops,
+                     strategy_names=args.strategies, ks=args.k or get_suite(args.suite).ks)
 
 
 def main(args):
@@ -189,12 +190,13 @@ def _run(args, cpus_usable=None):
     else:
         if args.jax and not jax_side.available():
             raise ValueError("--jax: JAX is not installed here (pip install -e '.[jax]')")
-        no_jax_on_cuda = jax_side.missing_cuda_backend(_devices(args.device, args.measure)) if args.jax is not False else None
+        devices = _devices(args.device, args.measure)
+        no_jax_on_cuda = jax_side.missing_cuda_backend(devices) if args.jax is not False else None
         if no_jax_on_cuda and args.jax and args.device == "cuda":
             raise ValueError(f"--jax --device cuda: {no_jax_on_cuda}")
         if no_jax_on_cuda:
             print(f"gvp-bench: warning: {no_jax_on_cuda}", file=sys.stderr)
-        workloads = expand(suite, devices=_devices(args.device, args.measure), dtypes=args.dtype, models=args.models, ops=args.ops,
+        workloads = expand(suite, devices=devices, dtypes=args.dtype, models=args.models, ops=args.ops,
                            strategy_names=args.strategies, ks=args.k,
                            jax=jax_side.available() if args.jax is None else args.jax)
         suite_name = suite.name

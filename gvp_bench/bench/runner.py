@@ -140,8 +140,8 @@ def _measure(workload, settings, parameters, outputs):
             budget.check_call(measure.time_first_call(cell.product, workload.device), first_call_s)
     workarounds = cell.workarounds()
     chunking = cell.chunking()
-    common = dict(first_call_s=first_call_s, workarounds=workarounds, choice=getattr(cell.strategy, "last_choice", None),
-                  **chunking)
+    common = dict(first_call_s=first_call_s, workarounds=workarounds,
+                  choice=getattr(cell.strategy, "last_choice", None), **chunking)
     if settings.measure == "instructions":
         return dict(common, **callgrind.count_cell(cell))
     timing = time_call(cell.product)
