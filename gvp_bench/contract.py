@@ -33,8 +33,9 @@ from .workarounds import WorkaroundWarning, workaround_for
 
 
 PRODUCTS = ("jvp", "vjp", "batch_jvp", "batch_vjp", "full_jacobian")  # what a strategy implements
-_NO_WORKAROUND = contextlib.nullcontext()
+_IMPLEMENTATIONS = {product: f"_{product}" for product in PRODUCTS}  # the method that computes each
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
+_IS_SPARSE = operator.attrgetter("is_sparse")
 
 
 def _finish(results, create_graph):
@@ -42,9 +43,10 @@ def _finish(results, create_graph):
     sequence; autograd gives nn.Embedding(sparse=True) sparse gradients), detached unless create_graph."""
     if isinstance(results, torch.Tensor):
         return results if create_graph or not results.requires_grad else results.detach()
-    results = [r.to_dense() if r.is_sparse else r for r in results]
-    if create_graph or not any(map(_REQUIRES_GRAD, results)):
-        return results
+    if any(map(_IS_SPARSE, results)):
+        results = [r.to_dense() if r.is_sparse else r for r in results]
+    if create_graph or not any(map(_REQUIRES_GRAD, results)):  # the usual case: nothing to detach
+        return list(results)
     return [r.detach() if r.requires_grad else r for r in results]
 
 
@@ -91,7 +93,7 @@ class Strategy(abc.ABC):
         no workarounds, no error translation. For a strategy that builds on another one's products."""
         if product not in PRODUCTS:
             raise ValueError(f"unknown product {product!r}; valid products: {', '.join(PRODUCTS)}")
-        return getattr(self, f"_{product}")
+        return getattr(self, _IMPLEMENTATIONS[product])
 
     def compute(self, product, func, params, *args):
         """Run the product ``_<product>`` on checked arguments, with the workarounds it needs.
@@ -109,14 +111,17 @@ class Strategy(abc.ABC):
         key = signature(product, func, params, args) if remembered else None
         needed = list(remembered.get(key, ())) if remembered else []
         self.__dict__.update(self.latest_call_defaults)
-        implementation = getattr(self, f"_{product}")
+        implementation = getattr(self, _IMPLEMENTATIONS[product])
         while True:
             try:
-                with product_scope(self.name, product, params), (
-                        contextlib.ExitStack() if needed else _NO_WORKAROUND) as scope:
-                    for workaround in needed:
-                        scope.enter_context(workaround.context())
-                    result = implementation(func, params, *args)
+                with product_scope(self.name, product, params):
+                    if needed:
+                        with contextlib.ExitStack() as scope:
+                            for workaround in needed:
+                                scope.enter_context(workaround.context())
+                            result = implementation(func, params, *args)
+                    else:
+                        result = implementation(func, params, *args)
                 break
             except UnsupportedError as error:
                 workaround = workaround_for(error.operator)

@@ -33,6 +33,9 @@ class ModelCall:
         self.model, self.x, self.form, self.random_state = model, x, form, random_state
 
     def __call__(self, replacements=None):
+        form = self.form
+        if replacements is None and self.random_state is None and form is not None and not form.buffer_slots:
+            return self.model(self.x)  # the usual call: nothing to swap, no buffer to protect, no random state
         if self.random_state is None:
             return self._forward(replacements)
         with self.random_state():

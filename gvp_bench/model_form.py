@@ -2,12 +2,14 @@
 
 model_jvp and model_vjp need, on every call, the module's trainable params, where they sit (to
 call the module with replacements, as ``torch.func.functional_call`` does) and the buffers a
-forward pass can update in place (which the call protects by running on copies). Walking the module tree for these costs more than a small
-model's forward pass, so :func:`model_form` keeps them per module, and re-uses them only while a
-flat snapshot of the tree still matches: every submodule, param and buffer object in place,
-each module's training flag and hook counts, each param's requires_grad and dtype. Any change
-to the module (a param replaced or frozen, a layer added, ``.train()``, a hook registered)
-makes a new form.
+forward pass can update in place (which the call protects by running on copies). Walking the
+module tree for these costs more than a small model's forward pass, so :func:`model_form` keeps
+them per module, and re-uses them only while a flat snapshot of what they depend on still
+matches: every submodule, param and buffer object in place, each param's requires_grad and
+dtype and, in a module with normalisation layers, their training flags and every hook count. Any
+change the form depends on (a param replaced or frozen, a layer added, a normalisation layer
+switched to ``.train()``, a hook registered where it decides which buffers are updated) makes a
+new form; the snapshot reads nothing else, as it is taken on every call.
 
 Which buffers a call can update: those of every module, except the normalisation layers of
 torch (BatchNorm, InstanceNorm, with torch's own forward) in eval mode, which only read their
@@ -31,42 +33,52 @@ _EVAL_READ_ONLY_FORWARDS = frozenset({nn.modules.batchnorm._BatchNorm.forward, n
                                       nn.modules.instancenorm._InstanceNorm.forward})
 
 
-def _global_hook_count():
-    return len(module_hooks._global_forward_hooks) + len(module_hooks._global_forward_pre_hooks)
-
-
 _TRAINING = operator.attrgetter("training")
 _PARAM_FLAGS = operator.attrgetter("requires_grad", "dtype")
 
 
+def _normalisation(module):
+    """Whether module is a normalisation layer of torch's whose buffers its forward updates in train mode only
+    (``__class__``: a form's snapshot holds the root module by a weak proxy, whose own type is the proxy's)."""
+    return module.__class__.forward in _EVAL_READ_ONLY_FORWARDS
+
+
+def _hook_dicts(modules):
+    """The forward hooks that can run in a call: each module's, and the global ones."""
+    return [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)] + [
+        module_hooks._global_forward_hooks, module_hooks._global_forward_pre_hooks]
+
+
 class _Snapshot:
-    """The objects a form depends on (compared by identity) and their flags (compared by equality), read
-    with C-level iteration over dicts gathered once: it is taken on every call. Of the dicts that were empty
-    (most are: an activation's, a layer's children, the hooks), it reads only whether any has an entry now."""
+    """What a form depends on: objects (compared by identity) and flags (compared by equality), read with
+    C-level iteration over dicts gathered once, as it is taken on every call. Of the dicts that were empty
+    (most are: an activation's, a layer's children, the hooks), it reads only whether any has an entry now.
+    Training flags and hooks decide only which buffers a call can update, and only where a normalisation
+    layer's are read-only in eval mode: they are read in modules that have one, nowhere else."""
 
     def __init__(self, modules):
         self.modules = modules
+        self.normalisations = [m for m in modules if _normalisation(m) and m._buffers]
         dicts = [d for m in modules for d in (m._modules, m._parameters, m._buffers)]
-        hooks = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
+        hooks = _hook_dicts(modules) if self.normalisations else []
         self.values = [d.values() for d in dicts if d]  # live views of the dicts that hold something
         self.hooks = [d for d in hooks if d]
         self.empty = [d for d in dicts + hooks if not d]
         self.params = [p for m in modules for p in m._parameters.values() if p is not None]
-        self.objects, self.flags = self.read()
+        self.objects = list(chain.from_iterable(self.values))
+        self.flags = self._flags()
 
-    def read(self):
-        objects = list(chain.from_iterable(self.values))
-        flags = (list(map(_TRAINING, self.modules)), list(map(len, self.hooks)), list(map(_PARAM_FLAGS, self.params)),
-                 _global_hook_count(), any(map(len, self.empty)))
-        return objects, flags
+    def _flags(self):
+        return list(map(_PARAM_FLAGS, self.params)), list(map(_TRAINING, self.normalisations)), list(map(len, self.hooks))
 
     def still_holds(self):
-        objects, flags = self.read()
-        return len(objects) == len(self.objects) and all(map(operator.is_, objects, self.objects)) and flags == self.flags
+        objects = list(chain.from_iterable(self.values))
+        return (len(objects) == len(self.objects) and all(map(operator.is_, objects, self.objects))
+                and not any(map(len, self.empty)) and self._flags() == self.flags)
 
 
 def _read_only_in_eval(module):
-    return not module.training and type(module).forward in _EVAL_READ_ONLY_FORWARDS
+    return not module.training and _normalisation(module)
 
 
 def _keeps_elsewhere(param_ids):
@@ -101,7 +113,7 @@ class ModelForm:
         modules = list(model.modules())
         # A form must not keep its module alive: it holds the root module by a weak reference.
         self.snapshot = _Snapshot([weakref.proxy(model)] + modules[1:])
-        hooked = _global_hook_count() or any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+        hooked = any(_hook_dicts(modules))
         params, buffers = {}, {}  # id -> index in the order of model.parameters() / of the updatable buffers
         updatable_ids = {id(b) for m in modules if hooked or not _read_only_in_eval(m)
                          for b in m._buffers.values() if b is not None}
@@ -116,6 +128,7 @@ class ModelForm:
                     self.buffer_slots.append((module._buffers, key, buffers.setdefault(id(b), len(buffers))))
         by_id = {id(t): t for m in modules for t in (*m._parameters.values(), *m._buffers.values())}
         self.params = tuple(by_id[i] for i in params)  # the params model_jvp differentiates with respect to
+        self.shapes = tuple(p.shape for p in self.params)  # for gvp_bench.signature
         for index, param in enumerate(self.params):  # as check_params would (a form that raises is not kept)
             check_supported_dtype(f"params[{index}]", param)
         check_distinct_storage(self.params)

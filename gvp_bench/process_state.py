@@ -55,26 +55,22 @@ class ProcessState(NamedTuple):
     sdp_priority: tuple
 
 
-def _saved_tensors_hooks_tracing():
-    tracing = _C._autograd._saved_tensors_hooks_set_tracing(False)
-    _C._autograd._saved_tensors_hooks_set_tracing(tracing)
-    return tracing
-
-
 def snapshot():
-    """The current :class:`ProcessState`."""
-    return ProcessState(
+    """The current :class:`ProcessState` (made without the NamedTuple's Python-level constructor: it is read on
+    every call)."""
+    tracing = _C._autograd._saved_tensors_hooks_set_tracing(False)  # torch reads it only by setting it
+    _C._autograd._saved_tensors_hooks_set_tracing(tracing)
+    return tuple.__new__(ProcessState, (
         torch.is_grad_enabled(), _C._is_fwd_grad_enabled(), _C.is_anomaly_enabled(), _C.is_anomaly_check_nan_enabled(),
         _C._functorch.get_dynamic_layer_stack_depth(), _C._functorch.get_inplace_requires_grad_allowed(),
         _C._functorch.get_single_level_autograd_function_allowed(), forward_ad._current_level,
         _C._autograd._top_saved_tensors_default_hooks(True),
-        _C._autograd._saved_tensors_hooks_get_disabled_error_message(), _saved_tensors_hooks_tracing(),
+        _C._autograd._saved_tensors_hooks_get_disabled_error_message(), tracing,
         _C._len_torch_function_stack(), _C._len_torch_dispatch_stack(),
         _C._only_lift_cpu_tensors(), torch.get_default_dtype(),
         _C._get_cudnn_enabled(), _C._get_mkldnn_enabled(), _mha._is_fastpath_enabled,
         _C._get_flash_sdp_enabled(), _C._get_mem_efficient_sdp_enabled(), _C._get_math_sdp_enabled(),
-        _C._get_cudnn_sdp_enabled(), _C._get_overrideable_sdp_enabled(), tuple(_C._get_sdp_priority_order()),
-    )
+        _C._get_cudnn_sdp_enabled(), _C._get_overrideable_sdp_enabled(), tuple(_C._get_sdp_priority_order())))
 
 
 def _put_back_saved_tensors_hooks(before):

@@ -63,11 +63,19 @@ def _vectors_key(product, args):
     return None
 
 
+def _shapes(func, params):
+    """The params' shapes; of a model's params (a ModelCall's, with its checked form), those read when the form
+    was made: only assigning ``param.data`` a tensor of another shape changes them since, which a form does not
+    see (it would cost a read of every shape on every call), and a stale signature can only cost speed."""
+    form = func.form if isinstance(func, ModelCall) else None
+    return form.shapes if form is not None and form.params is params else tuple(map(_SHAPE, params))
+
+
 def signature(product, func, params, args):
     """The key auto caches its choice under; ``args`` are the product's arguments after params
     (the vectors, then create_graph). Params' dtypes agree in practice: the first one's stands for all."""
     first = params[0]
-    return (product, first.device, first.dtype, tuple(map(_SHAPE, params)), _vectors_key(product, args),
+    return (product, first.device, first.dtype, _shapes(func, params), _vectors_key(product, args),
             bool(args[-1]), function_key(func))
 
 

@@ -63,6 +63,35 @@ def test_the_form_is_made_anew_when_the_model_changes(change):
             handle.remove()
 
 
+def test_a_model_without_normalisation_layers_keeps_its_form_through_what_cannot_change_it():
+    """Its training flag and hooks decide no buffer's protection: the snapshot does not read them."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    form = model_form(model)
+    model.train()
+    handle = model[1].register_forward_hook(lambda module, args, output: output * 2)
+    try:
+        assert model_form(model) is form
+        x, u = torch.randn(5, 3), torch.randn(5, 2)
+        params = tuple(model.parameters())
+        expected = torch.autograd.grad(model(x), params, u)
+        torch.testing.assert_close(gvp_bench.model_vjp(model, x, u, strategy="double_backward"), list(expected))
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("change", ["train", "hook"])
+def test_a_normalisation_layer_alone_gets_a_new_form_when_its_buffers_become_updatable(change):
+    model = nn.BatchNorm1d(4).eval()
+    before = model_form(model)
+    assert before.updatable == ()
+    handle = model.register_forward_hook(lambda *args: None) if change == "hook" else model.train()
+    try:
+        assert len(model_form(model).updatable) == 3
+    finally:
+        if change == "hook":
+            handle.remove()
+
+
 def test_buffers_are_copied_only_where_a_call_can_update_them():
     model = _mlp()
     assert model_form(model).updatable == ()  # BatchNorm in eval mode only reads its statistics
