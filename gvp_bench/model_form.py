@@ -69,7 +69,8 @@ class _Snapshot:
         self.flags = self._flags()
 
     def _flags(self):
-        return list(map(_PARAM_FLAGS, self.params)), list(map(_TRAINING, self.normalisations)), list(map(len, self.hooks))
+        return (list(map(_PARAM_FLAGS, self.params)), list(map(_TRAINING, self.normalisations)),
+                list(map(len, self.hooks)))
 
     def still_holds(self):
         objects = list(chain.from_iterable(self.values))
@@ -113,7 +114,7 @@ class ModelForm:
         modules = list(model.modules())
         # A form must not keep its module alive: it holds the root module by a weak reference.
         self.snapshot = _Snapshot([weakref.proxy(model)] + modules[1:])
-        hooked = any(_hook_dicts(modules))
+        hooked = bool(self.snapshot.hooks)  # gathered where hooks matter: with normalisation layers
         params, buffers = {}, {}  # id -> index in the order of model.parameters() / of the updatable buffers
         updatable_ids = {id(b) for m in modules if hooked or not _read_only_in_eval(m)
                          for b in m._buffers.values() if b is not None}

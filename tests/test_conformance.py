@@ -21,8 +21,9 @@ from gvp_bench.conformance import CASES, run_cell
 from conftest import DEVICES
 
 # The analytic Jacobian (its create_graph refused after the first-order checks); a 0-d param; unused params; a
-# custom autograd.Function (refused: it would differentiate the forward, not the Function's own jvp); BatchNorm in train mode (the closure's random state set around the
-# compiled product) and eval mode (buffers); dropout's one mask (first-order checks, then create_graph refused).
+# custom autograd.Function (refused: it would differentiate the forward, not the Function's own jvp); BatchNorm in
+# train mode (the closure's random state set around the compiled product) and eval mode (buffers); dropout's one
+# mask (first-order checks, then create_graph refused).
 COMPILED_CASES = ("documented_example", "matrix_output", "unused_params", "custom_function", "batchnorm_train",
                   "batchnorm_eval", "dropout_train",
                   # what it refuses before compiling (gvp_bench.blind_spots)
