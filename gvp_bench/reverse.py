@@ -4,11 +4,14 @@ import operator
 from itertools import repeat
 
 import torch
+from torch.overrides import has_torch_function
 
 from .functional import call_with
 from .validation import check_cotangent
 
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
+# autograd's engine, which torch.autograd.grad calls once it has checked and normalised its arguments.
+_run_backward = torch.autograd.Variable._execution_engine.run_backward
 
 
 def forward_with_graph(func, params):
@@ -33,6 +36,10 @@ def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None
         return zeros_for(inputs, batch)  # (a batch of no cotangents: the Jacobian of an output with no elements)
     grads = torch.autograd.grad(outputs, inputs, grad_outputs, create_graph=create_graph,
                                 retain_graph=retain_graph, allow_unused=True, is_grads_batched=is_grads_batched)
+    return _zeros_where_unused(grads, inputs, batch)
+
+
+def _zeros_where_unused(grads, inputs, batch=()):
     if not any(map(operator.is_, grads, repeat(None))):  # the usual case, first
         return grads
     return tuple(torch.zeros(tuple(batch) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g
@@ -40,9 +47,19 @@ def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None
 
 
 def reverse_vjp(func, params, v, create_graph):
-    """vᵀJ by one recorded forward pass and one backward pass."""
+    """vᵀJ by one recorded forward pass and one backward pass.
+
+    The backward pass goes to autograd's engine as torch.autograd.grad sends it, without the Python
+    wrapper of grad, which would check the cotangent again (check_cotangent has checked its shape, dtype
+    and device) and normalise arguments that are already normal here: on a small model that wrapper costs
+    more than gvp_bench's own checks. Tensor subclasses, torch-function modes and torch.compile's
+    tracing, which grad hands to their own handlers, still go through grad."""
     output, live = forward_with_graph(func, params)
-    return grad_or_zeros(output, live, check_cotangent(v, output), create_graph)
+    v = check_cotangent(v, output)
+    if not output.requires_grad or has_torch_function((output, v, *live)) or torch.compiler.is_compiling():
+        return grad_or_zeros(output, live, v, create_graph)
+    return _zeros_where_unused(_run_backward((output,), (v,), create_graph, create_graph, live, True,
+                                             accumulate_grad=False), live)
 
 
 def identity_cotangents(output, start=0, stop=None):

@@ -169,6 +169,47 @@ def test_the_hand_written_calls_agree_with_the_strategies():
         torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("strategy", ["double_backward", "forward_dual", "reference_loop"])
+def test_vjp_goes_to_autograds_engine_without_grads_wrapper(strategy, monkeypatch):
+    """The usual vᵀJ skips torch.autograd.grad's Python wrapper (its checks of the cotangent repeat
+    check_cotangent's) and answers as grad does, unused params included."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    unused = nn.Parameter(torch.ones(2))
+    params = [*model.parameters(), unused]
+    x, u = torch.randn(5, 3), torch.randn(5, 2)
+    expected = torch.autograd.grad(model(x), params[:-1], u)
+    monkeypatch.setattr(torch.autograd, "grad", _refused)
+    got = gvp_bench.vjp(lambda: model(x), params, u, strategy=strategy)
+    assert all(torch.equal(g, e) for g, e in zip(got, expected)) and torch.equal(got[-1], torch.zeros(2))
+    with pytest.raises(ValueError, match="v must have func"):
+        gvp_bench.vjp(lambda: model(x), params, torch.ones(5, 3), strategy=strategy)
+
+
+def _refused(*args, **kwargs):
+    raise AssertionError("torch.autograd.grad called")
+
+
+class _Recording(torch.overrides.TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func)
+        return func(*args, **(kwargs or {}))
+
+
+def test_vjp_under_a_torch_function_mode_goes_through_torch_autograd_grad():
+    """grad hands a call with torch-function overrides to them; the engine path must not skip that."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    x, u = torch.randn(5, 3), torch.randn(5, 2)
+    expected = torch.autograd.grad(model(x), list(model.parameters()), u)
+    with _Recording() as mode:
+        got = gvp_bench.model_vjp(model, x, u, strategy="double_backward")
+    assert torch.autograd.grad in mode.seen
+    assert all(torch.allclose(g, e) for g, e in zip(got, expected))
+
+
 def test_overhead_measures_every_contender(monkeypatch):
     monkeypatch.setattr(overhead, "_ROUND_SECONDS", 0.001)
     rows = overhead.measure(["mlp/tiny"], rounds=1, jvp_strategies=["forward_dual"], vjp_strategies=["double_backward"])
