@@ -67,6 +67,9 @@ def _unknown(name):
 
 def get_strategy(name, **options):
     """The strategy registered as ``name``; options (``chunk_size=...``) build a configured instance."""
+    built = _default_instances.get(name)
+    if built is not None and not options:  # the usual call (auto's, on every product): built already
+        return built
     _load_entry_points()
     if name not in _factories:
         raise ValueError(_unknown(name))
