@@ -49,11 +49,11 @@ def _zeros_where_unused(grads, inputs, batch=()):
 def reverse_vjp(func, params, v, create_graph):
     """vᵀJ by one recorded forward pass and one backward pass.
 
-    The backward pass goes to autograd's engine as torch.autograd.grad sends it, without the Python
-    wrapper of grad, which would check the cotangent again (check_cotangent has checked its shape, dtype
-    and device) and normalise arguments that are already normal here: on a small model that wrapper costs
-    more than gvp_bench's own checks. Tensor subclasses, torch-function modes and torch.compile's
-    tracing, which grad hands to their own handlers, still go through grad."""
+    The backward pass goes to autograd's engine as torch.autograd.grad sends it, without grad's Python
+    wrapper, which would check the cotangent again (check_cotangent has checked its shape, dtype and
+    device) and normalise arguments that are already normal here, a cost that shows on small models
+    (docs/overhead.md). Tensor subclasses, torch-function modes and torch.compile's tracing, which grad
+    hands to their own handlers, still go through grad."""
     output, live = forward_with_graph(func, params)
     v = check_cotangent(v, output)
     if not output.requires_grad or has_torch_function((output, v, *live)) or torch.compiler.is_compiling():
