@@ -12,6 +12,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from . import stats
 from .registry import get_strategy, strategies
 from .results import CELL_KEY, ResultsError, load
 
@@ -112,6 +113,28 @@ def samples(row, suffix=""):
     if isinstance(values, list) and values:
         return np.asarray(values, dtype=float)
     return np.asarray([row[f"median_s{suffix}"]], dtype=float)
+
+
+def forward_times(cells):
+    """The plain forward pass's median timed right after each measured torch cell of ``cells`` (one workload's:
+    the same call in each; a JAX cell times JAX's own), in seconds; empty where none was timed."""
+    if "forward_median_s" not in cells:
+        return pd.Series(dtype=float)
+    return cells.forward_median_s[(cells.status == "ok") & ~is_jax(cells)].dropna()
+
+
+def drift(cells):
+    """How far the machine's speed moved while one workload's ``cells`` ran, one after another: the slowest
+    over the fastest of the forward passes timed after them (:func:`forward_times`); 1.0 with fewer than two."""
+    forward = forward_times(cells)
+    return float(forward.max() / forward.min()) if len(forward) > 1 else 1.0
+
+
+def within_noise(best, second, cells):
+    """Whether ``second`` (a measured row of the workload ``cells``) cannot be told from ``best``: their samples
+    overlap (gvp_bench.stats.overlap), or ``second`` is slower by no more than the machine's :func:`drift`
+    during the run, by which cells timed at different moments differ doing the same work."""
+    return bool(stats.overlap(samples(best), samples(second)) or second.median_s / best.median_s <= drift(cells))
 
 
 def workload(row, with_strategy=True):

@@ -13,8 +13,11 @@ the technique costs without gvp-bench's wrapper) and the JAX side-by-side rows (
 take; not a PyTorch strategy to use); those that did not run are listed with why. The
 recommendation leads with the fastest strategy that does not compile, unless compiling is
 allowed: a faster compiling one (``costly_first_call``) is mentioned with what its first call
-cost and after how many calls it pays for it. When the top two's samples overlap, they are
-within noise of each other, and the recommendation says so.
+cost and after how many calls it pays for it. When the top two's samples overlap, or they differ
+by no more than the machine's drift during the run (the slowest over the fastest of the same
+forward pass, timed after each of the workload's cells: cells are timed one after another, and on
+a shared machine the same work can take far longer in one cell than in another, docs/reports.md),
+they are within noise of each other, and the recommendation says so.
 """
 
 import math
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import stats, units
-from .measurements import AUTO, compiling, is_jax, is_raw, rankable, samples, workload
+from .measurements import (AUTO, compiling, drift, forward_times, is_jax, is_raw, rankable, samples,
+                           within_noise, workload)
 from .zoo import SIZES
 
 FIELDS = ("size", "device", "dtype", "k")  # what is reported of the workload used
@@ -62,9 +66,9 @@ class Recommendation:
 
     @property
     def within_noise(self):
-        """Whether the top two's samples overlap."""
+        """Whether the top two cannot be told apart (gvp_bench.measurements.within_noise)."""
         ranked = self.eligible
-        return len(ranked) > 1 and stats.overlap(samples(ranked.iloc[0]), samples(ranked.iloc[1]))
+        return len(ranked) > 1 and within_noise(ranked.iloc[0], ranked.iloc[1], self.cells)
 
 
 def _k_distance(asked, measured):
@@ -197,18 +201,27 @@ def render(recommendation):
             memory = f"; {second.strategy} needs " + (
                 "about the same memory" if 0.95 < ratio < 1.05 else
                 f"{units.ratio(1 / ratio)} less memory" if ratio < 1 else f"{units.ratio(ratio)} the memory")
+        why = ("their samples overlap or are too few to tell them apart"
+               if stats.overlap(samples(best), samples(second))
+               else f"no more than the machine's drift during the run, {_drift_text(cells)}")
         lines.append(f"{best.strategy} and {second.strategy} are within noise of each other "
-                     f"({units.ratio(second.median_s / best.median_s)}; their samples overlap or are too few to tell "
-                     f"them apart): either may win another run{memory}.")
+                     f"({units.ratio(second.median_s / best.median_s)}; {why}): either may win another run{memory}.")
     elif len(ranked) > 1:
         second = ranked.iloc[1]
+        beyond = f" and the machine's drift during the run ({_drift_text(cells)})" if drift(cells) > 1 else ""
         lines.append(f"The runner-up, {second.strategy}, is {units.ratio(second.median_s / best.median_s)} slower, "
-                     "beyond noise.")
+                     f"beyond noise{beyond}.")
     lines += _compiling_note(recommendation.ranked, best)
     for row in recommendation.jax.itertuples():
         lines.append(f"JAX side by side (not a PyTorch strategy): {row.strategy} takes {units.seconds(row.median_s)}, "
                      f"{units.ratio(row.median_s / best.median_s)} the time of {best.strategy}.")
     return "\n".join(lines)
+
+
+def _drift_text(cells):
+    forward = forward_times(cells)
+    return (f"{units.ratio(drift(cells))}: the same forward pass took {units.seconds(forward.min())} to "
+            f"{units.seconds(forward.max())} after this workload's cells")
 
 
 def _pays_off(compiled, other):

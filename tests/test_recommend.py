@@ -54,6 +54,27 @@ def test_top_two_within_noise(results):
     assert not recommend(cells, "jvp", "mlp", size="small").within_noise
 
 
+def _drifted(tmp_path, slower):
+    """A workload whose cells saw the machine's speed move 1.5x (the forward pass timed after each), the
+    runner-up ``slower`` than the best with tight samples: only the drift can say that is noise."""
+    rng = np.random.default_rng(0)
+    rows = _workload(rng, {"forward_dual": 1e-3, "double_backward": slower * 1e-3, "func_vmap": 5e-3}, noise=0.01)
+    for row, forward in zip(rows, (1e-4, 1.5e-4, 1.2e-4)):
+        row.update(forward_median_s=forward, forward_ratio=row["median_s"] / forward)
+    return synthetic.write(tmp_path / "drifted.jsonl", rows)
+
+
+@pytest.mark.parametrize("slower, noise", [(1.3, True), (2.0, False)])
+def test_a_gap_within_the_machines_drift_is_within_noise(tmp_path, capsys, slower, noise):
+    results = _drifted(tmp_path, slower)
+    assert recommend(load_cells([results]), "jvp", "mlp", size="small").within_noise is noise
+    assert cli.main(["recommend", "--op", "jvp", "--model", "mlp", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    drift = "1.5x: the same forward pass took 100 µs to 150 µs after this workload's cells"
+    assert (f"are within noise of each other (1.3x; no more than the machine's drift during the run, {drift})"
+            if noise else f"is 2x slower, beyond noise and the machine's drift during the run ({drift}).") in out
+
+
 def test_nearest_k_is_said(results, capsys):
     assert cli.main(["recommend", "--op", "batch_jvp", "--model", "mlp", "--size", "small", "--k", "16",
                      "--device", "cpu", "--results", str(results)]) == 0
