@@ -65,9 +65,9 @@ def _winners(cells):
                  "over the winner's, and `within noise` when the two's samples overlap (their interquartile ranges "
                  "meet, or a two-sided Mann-Whitney test at 5% cannot tell them apart) or the runner-up is slower by "
                  "no more than the machine's drift during the run (the slowest over the fastest of the same forward "
-                 "pass, timed right after each of the workload's cells: cells are timed one after another). Where the winner compiles "
-                 "on its first call per workload (`compiled`, `cuda_graphs`: seconds, measured apart as "
-                 "`first_call_s`), `fastest not compiling` names the fastest strategy that does not, with its "
+                 "pass, timed right after each of the workload's cells: cells are timed one after another). Where "
+                 "the winner compiles on its first call per workload (`compiled`, `cuda_graphs`: seconds, measured "
+                 "apart as `first_call_s`), `fastest not compiling` names the fastest strategy that does not, with its "
                  "time over the winner's. `auto` is measured against the best it chooses from: by default the "
                  "strategies that do not compile (`configure_auto(compile=True)` adds the others)."),
             Table(tables.winners(cells)), *_auto(cells)]
@@ -131,7 +131,8 @@ def _method(cells):
         "written to the results file as soon as it is measured.",
         f"Time: samples of seconds per call, each the mean over a block of calls (torch.utils.benchmark), "
         f"{_span(runs)} samples per cell; the tables and figures show their median, the interquartile range "
-        "and the machine's drift during the run (see Winners) decide what is within noise, and `gvp-bench compare` tests the samples themselves.",
+        "and the machine's drift during the run (see Winners) decide what is within noise, and `gvp-bench compare` "
+        "tests the samples themselves.",
         "In forward passes: the median time over the median time of the plain forward pass of the same model, "
         "size, device and dtype in the same run: a cost that compares across machines.",
         "Peak memory: the most memory torch allocates during one call above what was allocated before it "
