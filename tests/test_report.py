@@ -115,6 +115,18 @@ def test_auto_scores_judge_the_strategy_auto_chose(tmp_path):
     assert winners.loc["jvp", "auto chose"] == "forward_dual"
 
 
+def test_a_winner_ahead_by_less_than_the_machines_drift_is_within_noise(tmp_path):
+    """Tight samples 1.3x apart are noise when the same forward pass took 1.5x longer after one cell than after
+    another; 2x apart they are not."""
+    rng = synthetic.np.random.default_rng(0)
+    rows = [dict(synthetic.ok_row(op, "mlp", "tiny", name, seconds, rng=rng, noise=0.01), forward_median_s=forward)
+            for op, slower in (("jvp", 1.3), ("vjp", 2.0))
+            for name, seconds, forward in (("forward_dual", 1e-3, 1e-4), ("func_vmap", slower * 1e-3, 1.5e-4))]
+    cells = latest(load_frame([synthetic.write(tmp_path / "run.jsonl", rows)]))
+    noise = tables.winners(cells).set_index("op").noise
+    assert noise["jvp"] == "within noise" and noise["vjp"] == ""
+
+
 def test_auto_is_scored_against_the_best_it_chooses_from_by_default(tmp_path):
     """A winner that compiles on its first call is named, with the fastest strategy that does not; auto, which
     leaves compiling strategies out unless configured to, is scored against that one unless it chose one."""
