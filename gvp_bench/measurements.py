@@ -117,9 +117,7 @@ def samples(row, suffix=""):
 
 def forward_times(cells):
     """The plain forward pass's median timed right after each measured torch cell of ``cells`` (one workload's:
-    the same call in each; a JAX cell times JAX's own), in seconds; empty where none was timed."""
-    if "forward_median_s" not in cells:
-        return pd.Series(dtype=float)
+    the same call in each; a JAX cell times JAX's own), in seconds."""
     return cells.forward_median_s[(cells.status == "ok") & ~is_jax(cells)].dropna()
 
 
@@ -130,11 +128,16 @@ def drift(cells):
     return float(forward.max() / forward.min()) if len(forward) > 1 else 1.0
 
 
-def within_noise(best, second, cells):
-    """Whether ``second`` (a measured row of the workload ``cells``) cannot be told from ``best``: their samples
-    overlap (gvp_bench.stats.overlap), or ``second`` is slower by no more than the machine's :func:`drift`
-    during the run, by which cells timed at different moments differ doing the same work."""
-    return bool(stats.overlap(samples(best), samples(second)) or second.median_s / best.median_s <= drift(cells))
+def noise(best, second, cells):
+    """Why ``second`` (a measured row of the workload ``cells``) cannot be told from ``best``: ``"samples"``, their
+    samples overlap (gvp_bench.stats.overlap); ``"drift"``, ``second`` is slower by no more than the machine's
+    :func:`drift` during the run, by which cells timed at different moments differ doing the same work; None: it
+    is beyond noise."""
+    if stats.overlap(samples(best), samples(second)):
+        return "samples"
+    if second.median_s / best.median_s <= drift(cells):
+        return "drift"
+    return None
 
 
 def workload(row, with_strategy=True):

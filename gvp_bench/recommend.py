@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import stats, units
-from .measurements import (AUTO, compiling, drift, forward_times, is_jax, is_raw, rankable, samples,
-                           within_noise, workload)
+from . import units
+from .measurements import AUTO, compiling, drift, forward_times, is_jax, is_raw, noise, rankable, samples, workload
 from .zoo import SIZES
 
 FIELDS = ("size", "device", "dtype", "k")  # what is reported of the workload used
@@ -65,10 +64,15 @@ class Recommendation:
         return self.cells[(self.cells.status == "ok") & is_jax(self.cells)]
 
     @property
-    def within_noise(self):
-        """Whether the top two cannot be told apart (gvp_bench.measurements.within_noise)."""
+    def noise(self):
+        """Why the top two cannot be told apart (gvp_bench.measurements.noise), None where they can or only one ran."""
         ranked = self.eligible
-        return len(ranked) > 1 and within_noise(ranked.iloc[0], ranked.iloc[1], self.cells)
+        return noise(ranked.iloc[0], ranked.iloc[1], self.cells) if len(ranked) > 1 else None
+
+    @property
+    def within_noise(self):
+        """Whether the top two cannot be told apart."""
+        return self.noise is not None
 
 
 def _k_distance(asked, measured):
@@ -201,8 +205,7 @@ def render(recommendation):
             memory = f"; {second.strategy} needs " + (
                 "about the same memory" if 0.95 < ratio < 1.05 else
                 f"{units.ratio(1 / ratio)} less memory" if ratio < 1 else f"{units.ratio(ratio)} the memory")
-        why = ("their samples overlap or are too few to tell them apart"
-               if stats.overlap(samples(best), samples(second))
+        why = ("their samples overlap or are too few to tell them apart" if recommendation.noise == "samples"
                else f"no more than the machine's drift during the run, {_drift_text(cells)}")
         lines.append(f"{best.strategy} and {second.strategy} are within noise of each other "
                      f"({units.ratio(second.median_s / best.median_s)}; {why}): either may win another run{memory}.")

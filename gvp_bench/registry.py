@@ -75,8 +75,7 @@ def get_strategy(name, **options):
         raise ValueError(_unknown(name))
     if options:
         return _build(name, options)
-    if name not in _default_instances:
-        _default_instances[name] = _build(name, {})
+    _default_instances[name] = _build(name, {})  # not built yet: the usual call returned above
     return _default_instances[name]
 
 

@@ -1,4 +1,5 @@
-"""Reverse-mode building blocks on torch.autograd.grad, shared by the autograd-based strategies."""
+"""Reverse-mode building blocks on torch.autograd.grad (a checked vᵀJ on autograd's engine, as grad calls it),
+shared by the autograd-based strategies."""
 
 import operator
 from itertools import repeat
@@ -25,8 +26,12 @@ def forward_with_graph(func, params):
     return call_with(func, params, live), live
 
 
+def _zeros(param, batch=()):
+    return torch.zeros(tuple(batch) + tuple(param.shape), dtype=param.dtype, device=param.device)
+
+
 def zeros_for(params, batch=()):
-    return tuple(torch.zeros(tuple(batch) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in params)
+    return tuple(_zeros(p, batch) for p in params)
 
 
 def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None, is_grads_batched=False):
@@ -42,8 +47,7 @@ def grad_or_zeros(outputs, inputs, grad_outputs, create_graph, retain_graph=None
 def _zeros_where_unused(grads, inputs, batch=()):
     if not any(map(operator.is_, grads, repeat(None))):  # the usual case, first
         return grads
-    return tuple(torch.zeros(tuple(batch) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g
-                 for g, x in zip(grads, inputs))
+    return tuple(_zeros(x, batch) if g is None else g for g, x in zip(grads, inputs))
 
 
 def reverse_vjp(func, params, v, create_graph):

@@ -18,6 +18,10 @@ def _mlp():
     return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2)).eval()
 
 
+def _without_normalisation():
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+
+
 def test_the_form_is_kept_while_the_model_is_unchanged():
     model = _mlp()
     assert model_form(model) is model_form(model)
@@ -65,7 +69,7 @@ def test_the_form_is_made_anew_when_the_model_changes(change):
 
 def test_a_model_without_normalisation_layers_keeps_its_form_through_what_cannot_change_it():
     """Its training flag and hooks decide no buffer's protection: the snapshot does not read them."""
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    model = _without_normalisation()
     form = model_form(model)
     model.train()
     handle = model[1].register_forward_hook(lambda module, args, output: output * 2)
@@ -173,7 +177,7 @@ def test_the_hand_written_calls_agree_with_the_strategies():
 def test_vjp_goes_to_autograds_engine_without_grads_wrapper(strategy, monkeypatch):
     """The usual vᵀJ skips torch.autograd.grad's Python wrapper (its checks of the cotangent repeat
     check_cotangent's) and answers as grad does, unused params included."""
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    model = _without_normalisation()
     unused = nn.Parameter(torch.ones(2))
     params = [*model.parameters(), unused]
     x, u = torch.randn(5, 3), torch.randn(5, 2)
@@ -201,7 +205,7 @@ class _Recording(torch.overrides.TorchFunctionMode):
 
 def test_vjp_under_a_torch_function_mode_goes_through_torch_autograd_grad():
     """grad hands a call with torch-function overrides to them; the engine path must not skip that."""
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    model = _without_normalisation()
     x, u = torch.randn(5, 3), torch.randn(5, 2)
     expected = torch.autograd.grad(model(x), list(model.parameters()), u)
     with _Recording() as mode:

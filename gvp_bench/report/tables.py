@@ -8,7 +8,7 @@ would be, and :func:`failures` lists each with its reason.
 import pandas as pd
 
 from .. import units
-from ..measurements import AUTO, compiling, is_jax, is_raw, rankable, within_noise
+from ..measurements import AUTO, compiling, is_jax, is_raw, noise, rankable
 from ..results import STATUSES
 
 OP_ORDER = ("jvp", "vjp", "model_jvp", "model_vjp", "batch_jvp", "batch_vjp", "full_jacobian")
@@ -87,7 +87,7 @@ def _winner(group):
     if len(ok) > 1:
         second = ok.iloc[1]
         row.update(runner_up=second.strategy, margin=units.ratio(second.median_s / best.median_s),
-                   noise="within noise" if within_noise(best, second, group) else "")
+                   noise="" if noise(best, second, group) is None else "within noise")
     eager = ok[~compiling(ok)]
     if len(eager) and eager.strategy.iloc[0] != row["winner"]:
         row["eager_winner"] = f"{eager.strategy.iloc[0]} ({units.ratio(eager.median_s.iloc[0] / best.median_s)})"
